@@ -1,0 +1,2 @@
+//! `cargo xtask setup|build|test|bench|demo|deb`.
+fn main() {}
