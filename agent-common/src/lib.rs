@@ -1,2 +1,246 @@
-//! `#[repr(C)]` event types shared by the kernel programs and the agent.
+//! `#[repr(C)]` event types shared by dbward's kernel programs and the agent.
+//!
+//! Every record in the ring buffer starts with an [`EventHeader`]; its `kind` says which
+//! of the event structs follows. Sizes are asserted at compile time so the kernel and user
+//! sides can never disagree about a layout.
 #![no_std]
+
+/// Bytes of statement text captured per event (the rest is counted, not copied).
+pub const MAX_STATEMENT: usize = 16 * 1024;
+/// Longest statement the kernel measures exactly; longer ones set [`STMT_LEN_LOWER_BOUND`].
+pub const MAX_MEASURED_STATEMENT: usize = 64 * MAX_STATEMENT;
+/// PostgreSQL's NAMEDATALEN: the longest database, role or application name plus NUL.
+pub const NAME_LEN: usize = 64;
+/// `sizeof(sun_path)` on Linux.
+pub const UNIX_PATH_LEN: usize = 108;
+/// The kernel's TASK_COMM_LEN.
+pub const COMM_LEN: usize = 16;
+/// Size of the ring buffer shared by all programs (a power-of-two number of pages).
+pub const RING_BYTES: u32 = 16 * 1024 * 1024;
+
+/// What follows the [`EventHeader`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// [`StatementEvent`]: a statement about to execute in a backend.
+    Statement = 1,
+    /// [`LoginEvent`]: `InitPostgres` entered with the database and role names.
+    Login = 2,
+    /// [`NameEvent`]: `application_name` was set.
+    AppName = 3,
+    /// [`AcceptEvent`]: a watched postmaster accepted a client connection.
+    Accept = 4,
+    /// [`ForkEvent`]: a watched postmaster forked a child (a backend for the last accept).
+    Fork = 5,
+    /// [`ExitEvent`]: a watched postmaster or backend exited.
+    Exit = 6,
+    /// [`ConnectEvent`]: a local client connected to a watched port or socket.
+    Connect = 7,
+    /// [`ExecEvent`]: a process exec'd a binary named like a PostgreSQL server.
+    Exec = 8,
+    /// [`EventHeader`] only: `InitPostgres` returned; the session is ready for queries.
+    Ready = 9,
+}
+
+impl EventKind {
+    /// Every kind, in numeric order (index = kind - 1), for drop counters.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::Statement,
+        EventKind::Login,
+        EventKind::AppName,
+        EventKind::Accept,
+        EventKind::Fork,
+        EventKind::Exit,
+        EventKind::Connect,
+        EventKind::Exec,
+        EventKind::Ready,
+    ];
+
+    /// Decodes a raw kind.
+    pub fn from_u32(raw: u32) -> Option<Self> {
+        Self::ALL.get((raw as usize).wrapping_sub(1)).copied()
+    }
+
+    /// Stable lower-case name, used in metrics and drop reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Statement => "statement",
+            EventKind::Login => "login",
+            EventKind::AppName => "app_name",
+            EventKind::Accept => "accept",
+            EventKind::Fork => "fork",
+            EventKind::Exit => "exit",
+            EventKind::Connect => "connect",
+            EventKind::Exec => "exec",
+            EventKind::Ready => "ready",
+        }
+    }
+}
+
+/// Number of per-kind drop counters in the `DROPS` map.
+pub const DROP_SLOTS: u32 = EventKind::ALL.len() as u32;
+
+/// Fixed header at the start of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`] as `u32`.
+    pub kind: u32,
+    /// Process id (tgid) of the process the event happened in (host pid namespace).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Real uid of the process.
+    pub uid: u32,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) at the event.
+    pub ktime_ns: u64,
+}
+
+/// The statement text was cut at [`MAX_STATEMENT`] bytes.
+pub const STMT_TRUNCATED: u8 = 1;
+/// `full_len` is a lower bound: the statement is longer than [`MAX_MEASURED_STATEMENT`].
+pub const STMT_LEN_LOWER_BOUND: u8 = 2;
+
+/// A statement that a backend is about to execute: one per simple-protocol `Query`
+/// message and one per extended-protocol `Execute` message.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StatementEvent {
+    /// Common header.
+    pub header: EventHeader,
+    /// Frontend message that triggered the execution: `b'Q'` (simple) or `b'E'` (extended).
+    pub message: u8,
+    /// [`STMT_TRUNCATED`] | [`STMT_LEN_LOWER_BOUND`].
+    pub flags: u8,
+    /// Padding.
+    pub _pad: [u8; 2],
+    /// Bytes of `text` that are valid (without the NUL).
+    pub text_len: u32,
+    /// Full length of the statement in the server (see [`STMT_LEN_LOWER_BOUND`]).
+    pub full_len: u32,
+    /// Padding.
+    pub _pad2: u32,
+    /// The statement text, `text_len` bytes valid; only that prefix is sent.
+    pub text: [u8; MAX_STATEMENT],
+}
+
+/// Bytes of a [`StatementEvent`] before `text`.
+pub const STATEMENT_FIXED: usize = core::mem::size_of::<StatementEvent>() - MAX_STATEMENT;
+
+/// `InitPostgres(dbname, dboid, username, …)` entered in a backend.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LoginEvent {
+    /// Common header.
+    pub header: EventHeader,
+    /// Database name, NUL-terminated (empty when connecting by OID).
+    pub database: [u8; NAME_LEN],
+    /// Role name, NUL-terminated.
+    pub user: [u8; NAME_LEN],
+}
+
+/// A name reported by a backend (`application_name`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NameEvent {
+    /// Common header.
+    pub header: EventHeader,
+    /// NUL-terminated name.
+    pub name: [u8; NAME_LEN],
+}
+
+/// A socket address as captured in the kernel: IPv4, IPv6 or a unix socket path.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RawSockAddr {
+    /// `AF_INET`, `AF_INET6` or `AF_UNIX` (0 when unknown).
+    pub family: u16,
+    /// Port in host byte order (TCP only).
+    pub port: u16,
+    /// Padding.
+    pub _pad: u32,
+    /// IPv4 address in the first 4 bytes, or the IPv6 address (network byte order).
+    pub addr: [u8; 16],
+    /// Unix socket path, NUL-terminated (`AF_UNIX` only).
+    pub path: [u8; UNIX_PATH_LEN],
+    /// Padding to a multiple of 8.
+    pub _pad2: [u8; 4],
+}
+
+/// A watched postmaster's `accept`/`accept4` returned a client connection.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AcceptEvent {
+    /// Common header (pid = the postmaster).
+    pub header: EventHeader,
+    /// The accepted descriptor (inherited by the backend that is forked next).
+    pub fd: i32,
+    /// Padding.
+    pub _pad: u32,
+    /// The client's address.
+    pub peer: RawSockAddr,
+}
+
+/// A watched postmaster forked a child process.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ForkEvent {
+    /// Common header (pid = the postmaster).
+    pub header: EventHeader,
+    /// Pid of the new child.
+    pub child: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+
+/// A watched process (postmaster or backend) exited; the header's pid is the process.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExitEvent {
+    /// Common header.
+    pub header: EventHeader,
+}
+
+/// A local client connected to a watched server port or socket path.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ConnectEvent {
+    /// Common header (pid/uid = the client).
+    pub header: EventHeader,
+    /// Real gid of the client.
+    pub gid: u32,
+    /// The client's socket descriptor.
+    pub fd: i32,
+    /// cgroup v2 id of the client.
+    pub cgroup_id: u64,
+    /// The client's `comm`.
+    pub comm: [u8; COMM_LEN],
+    /// Where it connected.
+    pub server: RawSockAddr,
+}
+
+/// A process exec'd a binary whose name looks like a PostgreSQL server.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    /// Common header.
+    pub header: EventHeader,
+    /// The new `comm`.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Keys of the `CONFIG` array map, set by the agent before attaching.
+pub mod config {
+    /// Non-zero: the agent's own tgid (its events are ignored).
+    pub const AGENT_PID: u32 = 0;
+    /// Number of slots.
+    pub const SLOTS: u32 = 1;
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 24);
+const _: () = assert!(STATEMENT_FIXED == 40);
+const _: () = assert!(core::mem::size_of::<RawSockAddr>() == 136);
+const _: () = assert!(core::mem::size_of::<LoginEvent>() == 24 + 2 * NAME_LEN);
+const _: () = assert!(core::mem::size_of::<AcceptEvent>() == 24 + 8 + 136);
+const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 8 + 8 + 16 + 136);
+const _: () = assert!(MAX_STATEMENT.is_power_of_two());

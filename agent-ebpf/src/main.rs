@@ -1,8 +1,501 @@
+//! dbward's kernel programs: PostgreSQL statement and session capture.
+//!
+//! - uprobes in the server binary: `pq_getbyte` (return: which frontend message is being
+//!   served), `pgstat_report_activity` (the statement text, once per `Query` / `Execute`),
+//!   `InitPostgres` (database and role; its return marks the session ready),
+//!   `pgstat_report_appname` (`application_name`).
+//! - tracepoints: `accept`/`accept4` of watched postmasters (client address), fork and exit of
+//!   their children (backend lifecycle), `connect` of local clients to watched ports and
+//!   sockets (client identity), `exec` of binaries named like PostgreSQL (new clusters).
+//!
+//! Entry points are thin wrappers over `try_*` functions; every failed ring-buffer write is
+//! counted per event kind in `DROPS`, never lost silently.
 #![no_std]
 #![no_main]
+
+use agent_common::{
+    AcceptEvent, COMM_LEN, ConnectEvent, DROP_SLOTS, EventHeader, EventKind, ExecEvent, ExitEvent,
+    ForkEvent, LoginEvent, MAX_MEASURED_STATEMENT, MAX_STATEMENT, NAME_LEN, NameEvent, RING_BYTES,
+    RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED, StatementEvent,
+    UNIX_PATH_LEN,
+};
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+        bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+        generated::bpf_get_current_cgroup_id,
+    },
+    macros::{map, tracepoint, uprobe, uretprobe},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
+};
+
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const EINPROGRESS: i64 = 115;
+/// `STATE_RUNNING` of PostgreSQL's `BackendState` enum (UNDEFINED, IDLE, RUNNING, …).
+const STATE_RUNNING: u32 = 2;
+
+/// All events, in order.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+/// Failed ring-buffer writes per event kind (index = kind - 1).
+#[map]
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
+
+/// Per-CPU scratch space for statement events (too large for the 512-byte stack).
+#[map]
+static STATEMENT_SCRATCH: PerCpuArray<StatementEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch space for measuring statements longer than the capture size.
+#[map]
+static MEASURE_SCRATCH: PerCpuArray<[u8; MAX_STATEMENT]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch space for connect events (their socket path is large).
+#[map]
+static CONNECT_SCRATCH: PerCpuArray<ConnectEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Postmaster tgids the agent watches (set by the agent).
+#[map]
+static POSTMASTERS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Live children of watched postmasters: child pid → postmaster pid.
+#[map]
+static BACKENDS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+
+/// TCP ports of watched servers (and of the shim), host byte order (set by the agent).
+#[map]
+static WATCH_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(256, 0);
+
+/// Unix socket paths of watched servers, NUL-padded (set by the agent).
+#[map]
+static WATCH_SOCKETS: HashMap<[u8; UNIX_PATH_LEN], u8> = HashMap::with_max_entries(256, 0);
+
+/// The frontend message type each backend is serving (from `pq_getbyte`'s return).
+#[map]
+static CURRENT_MESSAGE: LruHashMap<u32, u8> = LruHashMap::with_max_entries(65536, 0);
+
+/// `accept` in progress: pid_tgid → the `upeer_sockaddr` user pointer.
+#[map]
+static PENDING_ACCEPT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// `connect` in progress to a watched server: pid_tgid → (fd, server address).
+#[map]
+static PENDING_CONNECT: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_entries(4096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PendingConnect {
+    fd: i64,
+    server: RawSockAddr,
+}
+
+#[inline(always)]
+fn count_drop(kind: EventKind) {
+    if let Some(slot) = DROPS.get_ptr_mut(kind as u32 - 1) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn header(kind: EventKind) -> EventHeader {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    EventHeader {
+        kind: kind as u32,
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        uid: bpf_get_current_uid_gid() as u32,
+        // SAFETY: helper without preconditions.
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+    }
+}
+
+/// Writes a fixed-size event, counting a drop when the ring is full.
+#[inline(always)]
+fn emit<T: 'static>(kind: EventKind, event: &T) {
+    if EVENTS.output::<T>(event, 0).is_err() {
+        count_drop(kind);
+    }
+}
+
+#[inline(always)]
+fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+// ---------------------------------------------------------------- statements
+
+/// `pq_getbyte()` returned the type byte of the next frontend message (or EOF).
+#[uretprobe]
+pub fn pq_getbyte_ret(ctx: RetProbeContext) -> u32 {
+    let ret: i32 = ctx.ret();
+    if (0..=255).contains(&ret) {
+        let _ = CURRENT_MESSAGE.insert(&current_tgid(), &(ret as u8), BPF_ANY as u64);
+    }
+    0
+}
+
+/// `pgstat_report_activity(BackendState state, const char *cmd_str)`.
+#[uprobe]
+pub fn pgstat_report_activity(ctx: ProbeContext) -> u32 {
+    let _ = try_report_activity(&ctx);
+    0
+}
+
+fn try_report_activity(ctx: &ProbeContext) -> Result<(), i64> {
+    let state: u32 = ctx.arg(0).ok_or(1)?;
+    let text: *const u8 = ctx.arg(1).ok_or(1)?;
+    if state != STATE_RUNNING || text.is_null() {
+        return Ok(());
+    }
+    // Bind and Parse report the statement too; only Query and Execute run it.
+    // SAFETY: map lookup of a plain value.
+    let message = unsafe { CURRENT_MESSAGE.get(&current_tgid()) }
+        .copied()
+        .ok_or(1)?;
+    if message != b'Q' && message != b'E' {
+        return Ok(());
+    }
+    let event = STATEMENT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: the per-CPU slot is ours for the duration of this program.
+    let event = unsafe { &mut *event };
+    event.header = header(EventKind::Statement);
+    event.message = message;
+    event.flags = 0;
+    // SAFETY: reads user memory through the helper, bounded by the buffer.
+    let copied = unsafe { bpf_probe_read_user_str_bytes(text, &mut event.text) }
+        .map(|s| s.len())
+        .unwrap_or(0);
+    let mut full_len = copied;
+    if copied >= MAX_STATEMENT - 1 {
+        event.flags |= STMT_TRUNCATED;
+        full_len = measure(text, copied, &mut event.flags);
+    }
+    let text_len = copied & (MAX_STATEMENT - 1);
+    event.text_len = text_len as u32;
+    event.full_len = full_len as u32;
+    let size = STATEMENT_FIXED + text_len;
+    // SAFETY: `size` is at most the size of the per-CPU event it points into.
+    let bytes =
+        unsafe { core::slice::from_raw_parts((event as *const StatementEvent).cast::<u8>(), size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count_drop(EventKind::Statement);
+    }
+    Ok(())
+}
+
+/// Length of a statement longer than the capture size, measured in chunks up to
+/// [`MAX_MEASURED_STATEMENT`]; beyond that the result is a lower bound.
+#[inline(always)]
+fn measure(text: *const u8, already: usize, flags: &mut u8) -> usize {
+    let Some(buf) = MEASURE_SCRATCH.get_ptr_mut(0) else {
+        *flags |= STMT_LEN_LOWER_BOUND;
+        return already;
+    };
+    // SAFETY: per-CPU scratch owned by this program run.
+    let buf = unsafe { &mut *buf };
+    let chunk = MAX_STATEMENT - 1;
+    let mut total = already;
+    for _ in 1..(MAX_MEASURED_STATEMENT / MAX_STATEMENT) {
+        // SAFETY: user read bounded by `buf`; the pointer stays inside the string until NUL.
+        let n = unsafe { bpf_probe_read_user_str_bytes(text.wrapping_add(total), buf) }
+            .map(|s| s.len())
+            .unwrap_or(0);
+        total += n;
+        if n < chunk {
+            return total;
+        }
+    }
+    *flags |= STMT_LEN_LOWER_BOUND;
+    total
+}
+
+// ---------------------------------------------------------------- session identity
+
+/// `InitPostgres(const char *in_dbname, Oid dboid, const char *username, …)`.
+#[uprobe]
+pub fn init_postgres(ctx: ProbeContext) -> u32 {
+    let _ = try_init_postgres(&ctx);
+    0
+}
+
+fn try_init_postgres(ctx: &ProbeContext) -> Result<(), i64> {
+    let dbname: *const u8 = ctx.arg(0).ok_or(1)?;
+    let username: *const u8 = ctx.arg(2).ok_or(1)?;
+    let mut event = LoginEvent {
+        header: header(EventKind::Login),
+        database: [0; NAME_LEN],
+        user: [0; NAME_LEN],
+    };
+    if !dbname.is_null() {
+        // SAFETY: bounded user read.
+        let _ = unsafe { bpf_probe_read_user_str_bytes(dbname, &mut event.database) };
+    }
+    if !username.is_null() {
+        // SAFETY: bounded user read.
+        let _ = unsafe { bpf_probe_read_user_str_bytes(username, &mut event.user) };
+    }
+    emit(EventKind::Login, &event);
+    Ok(())
+}
+
+/// `InitPostgres` returned: the session passed authentication and is ready.
+#[uretprobe]
+pub fn init_postgres_ret(_ctx: RetProbeContext) -> u32 {
+    emit(EventKind::Ready, &header(EventKind::Ready));
+    0
+}
+
+/// `pgstat_report_appname(const char *appname)`.
+#[uprobe]
+pub fn report_appname(ctx: ProbeContext) -> u32 {
+    let Some(name) = ctx.arg::<*const u8>(0) else {
+        return 0;
+    };
+    if name.is_null() {
+        return 0;
+    }
+    let mut event = NameEvent {
+        header: header(EventKind::AppName),
+        name: [0; NAME_LEN],
+    };
+    // SAFETY: bounded user read.
+    let _ = unsafe { bpf_probe_read_user_str_bytes(name, &mut event.name) };
+    emit(EventKind::AppName, &event);
+    0
+}
+
+// ---------------------------------------------------------------- server lifecycle
+
+/// `sys_enter_accept` / `sys_enter_accept4`: remember where the peer address goes.
+#[tracepoint]
+pub fn accept_enter(ctx: TracePointContext) -> u32 {
+    // SAFETY: map lookup of a plain value.
+    if unsafe { POSTMASTERS.get(&current_tgid()) }.is_none() {
+        return 0;
+    }
+    // SAFETY: offset 24 is `upeer_sockaddr` in both syscalls' formats.
+    let Ok(addr) = (unsafe { ctx.read_at::<u64>(24) }) else {
+        return 0;
+    };
+    let _ = PENDING_ACCEPT.insert(&bpf_get_current_pid_tgid(), &addr, BPF_ANY as u64);
+    0
+}
+
+/// `sys_exit_accept` / `sys_exit_accept4`: a watched postmaster accepted a client.
+#[tracepoint]
+pub fn accept_exit(ctx: TracePointContext) -> u32 {
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: map lookup of a plain value.
+    let Some(addr) = (unsafe { PENDING_ACCEPT.get(&key) }).copied() else {
+        return 0;
+    };
+    let _ = PENDING_ACCEPT.remove(&key);
+    // SAFETY: offset 16 is `ret` in sys_exit_* formats.
+    let Ok(fd) = (unsafe { ctx.read_at::<i64>(16) }) else {
+        return 0;
+    };
+    if fd < 0 {
+        return 0;
+    }
+    let mut event = AcceptEvent {
+        header: header(EventKind::Accept),
+        fd: fd as i32,
+        _pad: 0,
+        peer: empty_addr(),
+    };
+    if addr != 0 {
+        read_sockaddr(addr as *const u8, &mut event.peer);
+    }
+    emit(EventKind::Accept, &event);
+    0
+}
+
+/// `sched_process_fork`: a watched postmaster forked (a backend, or an auxiliary process).
+#[tracepoint]
+pub fn process_fork(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets from the tracepoint's format file (parent_pid 12, child_pid 20).
+    let (Ok(parent), Ok(child)) = (unsafe { ctx.read_at::<u32>(12) }, unsafe {
+        ctx.read_at::<u32>(20)
+    }) else {
+        return 0;
+    };
+    // SAFETY: map lookup of a plain value.
+    if unsafe { POSTMASTERS.get(&parent) }.is_none() {
+        return 0;
+    }
+    let _ = BACKENDS.insert(&child, &parent, BPF_ANY as u64);
+    let event = ForkEvent {
+        header: header(EventKind::Fork),
+        child,
+        _pad: 0,
+    };
+    emit(EventKind::Fork, &event);
+    0
+}
+
+/// `sched_process_exit`: the last thread of a watched process exited.
+#[tracepoint]
+pub fn process_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset 32 is `group_dead` in the tracepoint's format file.
+    let group_dead = unsafe { ctx.read_at::<u8>(32) }.unwrap_or(1);
+    if group_dead == 0 {
+        return 0;
+    }
+    let pid = current_tgid();
+    // SAFETY: map lookups of plain values.
+    let watched = unsafe { BACKENDS.get(&pid).is_some() || POSTMASTERS.get(&pid).is_some() };
+    if !watched {
+        return 0;
+    }
+    let _ = BACKENDS.remove(&pid);
+    let _ = CURRENT_MESSAGE.remove(&pid);
+    let event = ExitEvent {
+        header: header(EventKind::Exit),
+    };
+    emit(EventKind::Exit, &event);
+    0
+}
+
+/// `sched_process_exec`: report binaries named like a PostgreSQL server so the agent can
+/// attach to clusters that start after it.
+#[tracepoint]
+pub fn process_exec(_ctx: TracePointContext) -> u32 {
+    let Ok(comm) = bpf_get_current_comm() else {
+        return 0;
+    };
+    if !(comm.starts_with(b"postgres\0") || comm.starts_with(b"postmaster\0")) {
+        return 0;
+    }
+    let event = ExecEvent {
+        header: header(EventKind::Exec),
+        comm,
+    };
+    emit(EventKind::Exec, &event);
+    0
+}
+
+// ---------------------------------------------------------------- client identity
+
+/// `sys_enter_connect`: a client is connecting; keep it if the target is watched.
+#[tracepoint]
+pub fn connect_enter(ctx: TracePointContext) -> u32 {
+    let _ = try_connect_enter(&ctx);
+    0
+}
+
+fn try_connect_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY: offsets from the sys_enter_connect format file (fd 16, uservaddr 24).
+    let fd = unsafe { ctx.read_at::<i64>(16) }?;
+    let addr = unsafe { ctx.read_at::<u64>(24) }?;
+    if addr == 0 {
+        return Ok(());
+    }
+    let scratch = CONNECT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: per-CPU scratch owned by this program run.
+    let scratch = unsafe { &mut *scratch };
+    scratch.server = empty_addr();
+    read_sockaddr(addr as *const u8, &mut scratch.server);
+    let server = &scratch.server;
+    // SAFETY: map lookups of plain values.
+    let watched = match server.family {
+        AF_INET | AF_INET6 => unsafe { WATCH_PORTS.get(&server.port) }.is_some(),
+        AF_UNIX => unsafe { WATCH_SOCKETS.get(&server.path) }.is_some(),
+        _ => false,
+    };
+    if !watched {
+        return Ok(());
+    }
+    let pending = PendingConnect {
+        fd,
+        server: *server,
+    };
+    PENDING_CONNECT
+        .insert(&bpf_get_current_pid_tgid(), &pending, BPF_ANY as u64)
+        .map_err(i64::from)
+}
+
+/// `sys_exit_connect`: the watched connect went through (or is in progress).
+#[tracepoint]
+pub fn connect_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_connect_exit(&ctx);
+    0
+}
+
+fn try_connect_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let key = bpf_get_current_pid_tgid();
+    let pending = PENDING_CONNECT.get_ptr(&key).ok_or(1)?;
+    // SAFETY: offset 16 is `ret` in sys_exit_* formats.
+    let ret = unsafe { ctx.read_at::<i64>(16) }?;
+    let event = CONNECT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: per-CPU scratch owned by this program run; `pending` is a live map value.
+    let (event, pending) = unsafe { (&mut *event, &*pending) };
+    if ret == 0 || ret == -EINPROGRESS {
+        event.header = header(EventKind::Connect);
+        event.gid = (bpf_get_current_uid_gid() >> 32) as u32;
+        event.fd = pending.fd as i32;
+        // SAFETY: helper without preconditions.
+        event.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+        event.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+        event.server = pending.server;
+        emit(EventKind::Connect, &*event);
+    }
+    let _ = PENDING_CONNECT.remove(&key);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- helpers
+
+#[inline(always)]
+fn empty_addr() -> RawSockAddr {
+    RawSockAddr {
+        family: 0,
+        port: 0,
+        _pad: 0,
+        addr: [0; 16],
+        path: [0; UNIX_PATH_LEN],
+        _pad2: [0; 4],
+    }
+}
+
+/// Decodes a user-space `struct sockaddr` (in, in6 or un) into `out`.
+#[inline(always)]
+fn read_sockaddr(ptr: *const u8, out: &mut RawSockAddr) {
+    // SAFETY: user reads through helpers; failures leave `out` zeroed.
+    unsafe {
+        let Ok(family) = bpf_probe_read_user(ptr.cast::<u16>()) else {
+            return;
+        };
+        out.family = family;
+        match family {
+            AF_INET => {
+                let port = bpf_probe_read_user(ptr.add(2).cast::<u16>()).unwrap_or(0);
+                out.port = u16::from_be(port);
+                let _ = bpf_probe_read_user_buf(ptr.add(4), &mut out.addr[..4]);
+            }
+            AF_INET6 => {
+                let port = bpf_probe_read_user(ptr.add(2).cast::<u16>()).unwrap_or(0);
+                out.port = u16::from_be(port);
+                let _ = bpf_probe_read_user_buf(ptr.add(8), &mut out.addr);
+            }
+            AF_UNIX => {
+                let _ = bpf_probe_read_user_str_bytes(ptr.add(2), &mut out.path);
+            }
+            _ => {}
+        }
+    }
+}
 
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -2,5 +2,17 @@
 //!
 //! One statement's life, and the module that owns each step:
 //!
+//! - [`capture`] — load/attach the kernel programs, discover clusters, decode ring records.
+//! - [`session`] — correlate kernel events into sessions with a client identity.
+//! - [`event`] — the JSON event every later stage consumes (`docs/events.md`).
+//! - [`control`] — the local control socket (`dbward tail`).
+//! - [`config`] — `agent.toml`.
 //! - [`cli`] — one file per subcommand; the only place that uses `anyhow`.
+#![deny(missing_docs)]
+
+pub mod capture;
 pub mod cli;
+pub mod config;
+pub mod control;
+pub mod event;
+pub mod session;

@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod run;
+pub mod tail;
+
 /// dbward: a human in the loop of risky automated database actions.
 #[derive(Debug, Parser)]
 #[command(name = "dbward", version, about)]
@@ -11,13 +14,19 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace). `RUST_LOG` overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run the agent: attach to PostgreSQL, correlate, serve the control socket.
+    Run(run::RunArgs),
+    /// Follow the running agent's live event stream.
+    Tail(tail::TailArgs),
+}
 
 /// Initialises tracing on stderr.
 pub fn init_tracing(verbose: u8) {
@@ -36,5 +45,8 @@ pub fn init_tracing(verbose: u8) {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Tail(args) => tail::run(args),
+    }
 }

@@ -1,0 +1,251 @@
+//! Loads the kernel programs, attaches them, and owns the maps the agent writes.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use agent_common::{DROP_SLOTS, EventKind, UNIX_PATH_LEN};
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{TracePoint, UProbe, uprobe::UProbeScope};
+use aya::{Ebpf, include_bytes_aligned};
+use tracing::{debug, info, warn};
+
+use super::preflight;
+
+/// The kernel object built by `build.rs` from `agent-ebpf`.
+static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dbward"));
+
+/// Errors while loading or attaching the kernel programs.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The kernel or the process lacks something the programs need.
+    #[error("{0}")]
+    Missing(#[from] preflight::MissingFeature),
+    /// The object could not be loaded (verifier, maps, BTF).
+    #[error("loading the kernel programs failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program could not be loaded or attached.
+    #[error("{what}: {source}")]
+    Program {
+        /// Which program and where.
+        what: String,
+        /// The cause.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map could not be opened or updated.
+    #[error("map {name}: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// The cause.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// The object lacks a map or program the agent expects (a build mismatch).
+    #[error("the kernel object has no {0}: rebuild with `cargo xtask build`")]
+    MissingItem(String),
+}
+
+/// Uprobes attached in each PostgreSQL server binary: (program, symbol).
+const SERVER_PROBES: &[(&str, &str)] = &[
+    ("pq_getbyte_ret", "pq_getbyte"),
+    ("pgstat_report_activity", "pgstat_report_activity"),
+    ("init_postgres", "InitPostgres"),
+    ("init_postgres_ret", "InitPostgres"),
+    ("report_appname", "pgstat_report_appname"),
+];
+
+/// Syscall and scheduler tracepoints: (program, category, name).
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("accept_enter", "syscalls", "sys_enter_accept"),
+    ("accept_enter", "syscalls", "sys_enter_accept4"),
+    ("accept_exit", "syscalls", "sys_exit_accept"),
+    ("accept_exit", "syscalls", "sys_exit_accept4"),
+    ("process_fork", "sched", "sched_process_fork"),
+    ("process_exit", "sched", "sched_process_exit"),
+    ("process_exec", "sched", "sched_process_exec"),
+    ("connect_enter", "syscalls", "sys_enter_connect"),
+    ("connect_exit", "syscalls", "sys_exit_connect"),
+];
+
+/// The loaded programs and the maps the agent updates.
+pub struct Loader {
+    ebpf: Ebpf,
+    attached_binaries: HashSet<PathBuf>,
+}
+
+impl Loader {
+    /// Checks the kernel, loads the object and attaches the tracepoints.
+    pub fn load() -> Result<Self, LoadError> {
+        preflight::check()?;
+        let mut ebpf = Ebpf::load(OBJECT)?;
+        let mut loaded = HashSet::new();
+        for &(program, category, name) in TRACEPOINTS {
+            let prog: &mut TracePoint = program_mut(&mut ebpf, program)?;
+            if loaded.insert(program) {
+                prog.load().map_err(|source| LoadError::Program {
+                    what: format!("loading tracepoint program {program}"),
+                    source,
+                })?;
+            }
+            prog.attach(category, name)
+                .map_err(|source| LoadError::Program {
+                    what: format!("attaching {program} to tracepoint {category}/{name}"),
+                    source,
+                })?;
+        }
+        for &(program, _) in SERVER_PROBES {
+            let prog: &mut UProbe = program_mut(&mut ebpf, program)?;
+            prog.load().map_err(|source| LoadError::Program {
+                what: format!("loading uprobe program {program}"),
+                source,
+            })?;
+        }
+        info!(tracepoints = TRACEPOINTS.len(), "kernel programs loaded");
+        Ok(Self {
+            ebpf,
+            attached_binaries: HashSet::new(),
+        })
+    }
+
+    /// Attaches the server uprobes to `binary` (once per binary; the probes then fire in
+    /// every process running it, including clusters started later).
+    pub fn attach_server_binary(&mut self, binary: &Path) -> Result<bool, LoadError> {
+        if self.attached_binaries.contains(binary) {
+            return Ok(false);
+        }
+        for &(program, symbol) in SERVER_PROBES {
+            let prog: &mut UProbe = program_mut(&mut self.ebpf, program)?;
+            prog.attach(symbol, binary, UProbeScope::AllProcesses)
+                .map_err(|source| LoadError::Program {
+                    what: format!(
+                        "attaching {program} to {symbol} in {} (is it a PostgreSQL server binary that exports {symbol}?)",
+                        binary.display()
+                    ),
+                    source,
+                })?;
+        }
+        info!(binary = %binary.display(), "uprobes attached");
+        self.attached_binaries.insert(binary.to_path_buf());
+        Ok(true)
+    }
+
+    /// Binaries the uprobes are attached to.
+    pub fn attached_binaries(&self) -> impl Iterator<Item = &Path> {
+        self.attached_binaries.iter().map(PathBuf::as_path)
+    }
+
+    /// Tells the kernel to follow accepts and forks of this postmaster.
+    pub fn watch_postmaster(&mut self, pid: u32) -> Result<(), LoadError> {
+        self.hash_map::<u32, u32>("POSTMASTERS")?
+            .insert(pid, pid, 0)
+            .map_err(|source| LoadError::Map {
+                name: "POSTMASTERS",
+                source,
+            })
+    }
+
+    /// Stops following a postmaster that exited.
+    pub fn unwatch_postmaster(&mut self, pid: u32) {
+        if let Ok(mut map) = self.hash_map::<u32, u32>("POSTMASTERS") {
+            let _ = map.remove(&pid);
+        }
+    }
+
+    /// Marks a pre-existing backend as watched (so its exit is reported).
+    pub fn watch_backend(&mut self, pid: u32, postmaster: u32) -> Result<(), LoadError> {
+        self.hash_map::<u32, u32>("BACKENDS")?
+            .insert(pid, postmaster, 0)
+            .map_err(|source| LoadError::Map {
+                name: "BACKENDS",
+                source,
+            })
+    }
+
+    /// Reports connects of local clients to this TCP port.
+    pub fn watch_port(&mut self, port: u16) -> Result<(), LoadError> {
+        self.hash_map::<u16, u8>("WATCH_PORTS")?
+            .insert(port, 1, 0)
+            .map_err(|source| LoadError::Map {
+                name: "WATCH_PORTS",
+                source,
+            })
+    }
+
+    /// Reports connects of local clients to this unix socket path.
+    pub fn watch_socket(&mut self, path: &Path) -> Result<(), LoadError> {
+        let bytes = path.as_os_str().as_encoded_bytes();
+        if bytes.len() >= UNIX_PATH_LEN {
+            warn!(path = %path.display(), "socket path too long to watch");
+            return Ok(());
+        }
+        let mut key = [0u8; UNIX_PATH_LEN];
+        key[..bytes.len()].copy_from_slice(bytes);
+        self.hash_map::<[u8; UNIX_PATH_LEN], u8>("WATCH_SOCKETS")?
+            .insert(key, 1, 0)
+            .map_err(|source| LoadError::Map {
+                name: "WATCH_SOCKETS",
+                source,
+            })
+    }
+
+    /// Takes the event ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| LoadError::MissingItem("map EVENTS".into()))?;
+        RingBuf::try_from(map).map_err(|source| LoadError::Map {
+            name: "EVENTS",
+            source,
+        })
+    }
+
+    /// Events the kernel could not write to the ring buffer, per kind, summed over CPUs.
+    pub fn drops(&self) -> Result<Vec<(EventKind, u64)>, LoadError> {
+        let map = self
+            .ebpf
+            .map("DROPS")
+            .ok_or_else(|| LoadError::MissingItem("map DROPS".into()))?;
+        let array = PerCpuArray::<_, u64>::try_from(map).map_err(|source| LoadError::Map {
+            name: "DROPS",
+            source,
+        })?;
+        let mut out = Vec::with_capacity(DROP_SLOTS as usize);
+        for (slot, kind) in EventKind::ALL.iter().enumerate() {
+            let values = array
+                .get(&(slot as u32), 0)
+                .map_err(|source| LoadError::Map {
+                    name: "DROPS",
+                    source,
+                })?;
+            out.push((*kind, values.iter().sum()));
+        }
+        Ok(out)
+    }
+
+    fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, V>, LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or_else(|| LoadError::MissingItem(format!("map {name}")))?;
+        HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })
+    }
+}
+
+fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| LoadError::MissingItem(format!("program {name}")))?;
+    debug!(name, "program");
+    prog.try_into().map_err(|source| LoadError::Program {
+        what: format!("program {name} has an unexpected type"),
+        source,
+    })
+}

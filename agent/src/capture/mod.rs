@@ -1,0 +1,239 @@
+//! Kernel capture: loads and attaches the programs, discovers PostgreSQL clusters (at start
+//! and when they start later), and reads the ring buffer into [`decode::KernelEvent`]s.
+
+pub mod decode;
+pub mod discover;
+pub mod loader;
+pub mod preflight;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use decode::KernelEvent;
+use discover::Postmaster;
+use loader::{LoadError, Loader};
+
+/// What the capture tells the correlator besides kernel events.
+#[derive(Debug)]
+pub enum CaptureMessage {
+    /// A decoded kernel event.
+    Kernel(KernelEvent),
+    /// A cluster was found and attached.
+    Cluster(Postmaster),
+    /// A backend that existed before the agent started.
+    Existing(discover::ExistingBackend),
+    /// Current kernel drop counts by event kind.
+    Drops(BTreeMap<String, u64>),
+    /// A ring-buffer record could not be decoded.
+    Undecodable(String),
+}
+
+/// Which clusters to attach to.
+#[derive(Clone, Debug, Default)]
+pub struct Targets {
+    /// Only these postmaster pids (empty: every cluster on the host).
+    pub pids: Vec<u32>,
+    /// Also attach the uprobes to these server binaries.
+    pub binaries: Vec<PathBuf>,
+}
+
+/// The running capture.
+pub struct Capture {
+    loader: Loader,
+    ring: AsyncFd<RingBuf<MapData>>,
+    targets: Targets,
+    binaries: HashSet<(u64, u64)>,
+    /// Postmasters whose `postmaster.pid` is not complete yet (just started).
+    pending: Vec<(u32, u32)>,
+}
+
+impl Capture {
+    /// Loads the programs and attaches the tracepoints.
+    pub fn start(targets: Targets) -> Result<Self, LoadError> {
+        let mut loader = Loader::load()?;
+        for binary in &targets.binaries {
+            loader.attach_server_binary(binary)?;
+        }
+        let ring = loader.take_events()?;
+        // SAFETY: the AsyncFd owns the ring buffer, so its descriptor stays open for as long
+        // as it is registered.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| {
+                LoadError::Missing(preflight::MissingFeature {
+                    feature: "ring buffer",
+                    detail: format!("cannot poll the ring buffer: {}", e.into_parts().1),
+                })
+            })?;
+        Ok(Self {
+            loader,
+            ring,
+            targets,
+            binaries: HashSet::new(),
+            pending: Vec::new(),
+        })
+    }
+
+    /// The binaries the uprobes are attached to.
+    pub fn attached_binaries(&self) -> Vec<String> {
+        self.loader
+            .attached_binaries()
+            .map(|p| p.display().to_string())
+            .collect()
+    }
+
+    fn wanted(&self, pid: u32) -> bool {
+        self.targets.pids.is_empty() || self.targets.pids.contains(&pid)
+    }
+
+    /// Watches a postmaster: follows its accepts/forks, attaches to its binary, and watches
+    /// its port and socket for client connects.
+    fn adopt(&mut self, pm: &Postmaster) -> Result<(), LoadError> {
+        self.loader.watch_postmaster(pm.pid)?;
+        if self.binaries.insert(pm.binary_id) {
+            self.loader.attach_server_binary(&pm.exe_link)?;
+        }
+        if let Some(port) = pm.port {
+            self.loader.watch_port(port)?;
+        }
+        if let Some(socket) = &pm.socket {
+            self.loader.watch_socket(socket)?;
+        }
+        info!(pid = pm.pid, exe = %pm.exe.display(), port = ?pm.port, socket = ?pm.socket, "watching PostgreSQL cluster");
+        Ok(())
+    }
+
+    /// Watches an additional TCP port (e.g. the shim's listener) for client identity.
+    pub fn watch_port(&mut self, port: u16) -> Result<(), LoadError> {
+        self.loader.watch_port(port)
+    }
+
+    /// Watches an additional unix socket path (e.g. the shim's listener).
+    pub fn watch_socket(&mut self, path: &std::path::Path) -> Result<(), LoadError> {
+        self.loader.watch_socket(path)
+    }
+
+    /// Discovers the clusters running now, then reads events until `tx` closes.
+    pub async fn run(mut self, tx: mpsc::Sender<CaptureMessage>) -> Result<(), LoadError> {
+        let (postmasters, backends) = discover::scan();
+        if postmasters.is_empty() {
+            warn!("no PostgreSQL cluster is running; watching for one to start");
+        }
+        for pm in &postmasters {
+            if !self.wanted(pm.pid) {
+                continue;
+            }
+            self.adopt(pm)?;
+            if tx.send(CaptureMessage::Cluster(pm.clone())).await.is_err() {
+                return Ok(());
+            }
+        }
+        for backend in backends {
+            if !self.wanted(backend.postmaster) {
+                continue;
+            }
+            self.loader.watch_backend(backend.pid, backend.postmaster)?;
+            if tx.send(CaptureMessage::Existing(backend)).await.is_err() {
+                return Ok(());
+            }
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last_drops = BTreeMap::new();
+        loop {
+            tokio::select! {
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard.map_err(|e| LoadError::Missing(preflight::MissingFeature {
+                        feature: "ring buffer",
+                        detail: format!("polling failed: {e}"),
+                    }))?;
+                    let mut batch = Vec::new();
+                    {
+                        let ring = guard.get_inner_mut();
+                        while let Some(item) = ring.next() {
+                            batch.push(decode::decode(&item).map_err(|e| e.to_string()));
+                        }
+                    }
+                    guard.clear_ready();
+                    for item in batch {
+                        let message = match item {
+                            Ok(event) => {
+                                self.observe(&event);
+                                CaptureMessage::Kernel(event)
+                            }
+                            Err(e) => CaptureMessage::Undecodable(e),
+                        };
+                        if tx.send(message).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    for pm in self.poll_pending() {
+                        if tx.send(CaptureMessage::Cluster(pm)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    let drops: BTreeMap<String, u64> = self.loader.drops()?
+                        .into_iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(k, n)| (k.name().to_owned(), n))
+                        .collect();
+                    if drops != last_drops {
+                        last_drops = drops.clone();
+                        if tx.send(CaptureMessage::Drops(drops)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                _ = tx.closed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Reacts to lifecycle events the capture itself must follow.
+    fn observe(&mut self, event: &KernelEvent) {
+        match event {
+            KernelEvent::Exec { origin, .. } => {
+                if self.wanted(origin.pid)
+                    && let Some(pm) = discover::postmaster(origin.pid)
+                {
+                    // Follow it at once; its port and socket appear once it is up.
+                    if let Err(e) = self.adopt(&pm) {
+                        warn!(pid = origin.pid, error = %e, "cannot watch new PostgreSQL server");
+                    }
+                    self.pending.push((origin.pid, 0));
+                }
+            }
+            KernelEvent::Exit { origin } => {
+                self.loader.unwatch_postmaster(origin.pid);
+                self.pending.retain(|(pid, _)| *pid != origin.pid);
+            }
+            _ => {}
+        }
+    }
+
+    /// Re-reads `postmaster.pid` of clusters that just started, until it is complete.
+    fn poll_pending(&mut self) -> Vec<Postmaster> {
+        let mut ready = Vec::new();
+        let mut still = Vec::new();
+        for (pid, tries) in std::mem::take(&mut self.pending) {
+            match discover::postmaster(pid) {
+                Some(pm) if pm.port.is_some() => {
+                    if let Err(e) = self.adopt(&pm) {
+                        warn!(pid, error = %e, "cannot watch PostgreSQL cluster");
+                    }
+                    ready.push(pm);
+                }
+                Some(_) if tries < 240 => still.push((pid, tries + 1)),
+                _ => {}
+            }
+        }
+        self.pending = still;
+        ready
+    }
+}

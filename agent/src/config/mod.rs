@@ -1,0 +1,153 @@
+//! `agent.toml`: the agent's configuration file, validated as a whole at load time.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where `dbward run` looks for its configuration by default.
+pub const DEFAULT_CONFIG: &str = "/etc/dbward/agent.toml";
+/// Where the agent listens for `dbward tail`, `status` and `approvals` by default.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/dbward/agent.sock";
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This host's name in events (default: the kernel's hostname).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Unix socket for the local CLI (`dbward tail` etc.); default `/run/dbward/agent.sock`.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
+    /// What to capture.
+    #[serde(default)]
+    pub capture: CaptureConfig,
+}
+
+/// `[capture]`: which PostgreSQL clusters to attach to.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Only these postmaster pids (default: every cluster on the host, including new ones).
+    #[serde(default)]
+    pub pids: Vec<u32>,
+    /// Extra server binaries to attach to before any cluster runs them.
+    #[serde(default)]
+    pub binaries: Vec<PathBuf>,
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown/mistyped keys.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong, with the valid keys where relevant.
+        message: String,
+    },
+}
+
+impl AgentConfig {
+    /// Parses configuration text; errors carry `path:line:column`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_col(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })
+    }
+
+    /// Loads a file. A missing file at the default path means "all defaults".
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && path == Path::new(DEFAULT_CONFIG) =>
+            {
+                Ok(Self::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// The control socket path.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET))
+    }
+
+    /// The host name used in events.
+    pub fn host(&self) -> String {
+        self.host.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+        })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_parses() {
+        let cfg = AgentConfig::parse(
+            Path::new("a.toml"),
+            "host = \"db1\"\ncontrol_socket = \"/tmp/x.sock\"\n[capture]\npids = [1, 2]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.host(), "db1");
+        assert_eq!(cfg.capture.pids, vec![1, 2]);
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_line_and_column() {
+        let err = AgentConfig::parse(
+            Path::new("a.toml"),
+            "host = \"x\"\n[capture]\n  pidz = [1]\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("a.toml:3:3: "), "{text}");
+        assert!(text.contains("pidz") && text.contains("pids"), "{text}");
+    }
+}

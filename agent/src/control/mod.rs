@@ -1,0 +1,149 @@
+//! The local control socket: `dbward tail` (and later `status`, `approvals`) talk to the
+//! running agent here. Requests are one JSON line; replies are JSON lines.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast;
+use tracing::{debug, warn};
+
+use crate::event::Event;
+
+/// A request from the CLI.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Follow the live event stream.
+    Tail,
+}
+
+/// A notice in the stream that is not an event.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notice {
+    /// This reader was too slow; `missed` events were skipped for it.
+    Lagged {
+        /// Events skipped.
+        missed: u64,
+    },
+    /// The request could not be understood.
+    Error {
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Binds the control socket (replacing a stale one) with mode 0660.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Serves CLI connections until the task is dropped.
+pub async fn serve(listener: UnixListener, events: broadcast::Sender<Arc<Event>>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let rx = events.subscribe();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(stream, rx).await {
+                        debug!(error = %e, "control connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(
+    stream: UnixStream,
+    mut rx: broadcast::Receiver<Arc<Event>>,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let Some(line) = lines.next_line().await? else {
+        return Ok(());
+    };
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let notice = Notice::Error {
+                message: format!("bad request {line:?}: {e}"),
+            };
+            write.write_all(json_line(&notice).as_bytes()).await?;
+            return Ok(());
+        }
+    };
+    match request {
+        Request::Tail => loop {
+            let line = match rx.recv().await {
+                Ok(event) => json_line(&*event),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    json_line(&Notice::Lagged { missed })
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            };
+            write.write_all(line.as_bytes()).await?;
+        },
+    }
+}
+
+fn json_line<T: Serialize>(value: &T) -> String {
+    let mut s = serde_json::to_string(value)
+        .unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":\"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+/// Connects to the agent and sends a request; returns the reply stream.
+pub async fn request(
+    path: &Path,
+    request: &Request,
+) -> Result<tokio::io::Lines<BufReader<UnixStream>>, ControlError> {
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| ControlError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+    stream
+        .write_all(json_line(request).as_bytes())
+        .await
+        .map_err(|source| ControlError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(BufReader::new(stream).lines())
+}
+
+/// Errors talking to the running agent.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The agent's socket is not there or refused us.
+    #[error(
+        "cannot reach the dbward agent at {path}: {source} (is `dbward run` running? is --socket right?)"
+    )]
+    Connect {
+        /// Socket path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,213 @@
+//! The agent's output event: one JSON object per session start, statement and session end,
+//! carrying the session's full identity. Documented in `docs/events.md`.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// What an [`Event`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A client session authenticated and is ready for queries.
+    SessionStart,
+    /// A statement is about to execute.
+    Statement,
+    /// A session ended.
+    SessionEnd,
+    /// The kernel could not deliver some events (counts since the agent started).
+    KernelDrops,
+    /// The agent found and attached to a PostgreSQL cluster.
+    ClusterAttached,
+}
+
+/// How the client reached the server, and who it is when it is local.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// `tcp`, `unix` or `unknown`.
+    pub transport: String,
+    /// Client IP address (TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// Client port (TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Server socket path the client connected to (unix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// Client process id (local clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Client uid (local clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Client gid (local clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// User name of `uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Client `comm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    /// Client executable path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// systemd unit the client runs in (e.g. `cron.service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Container id, when the client runs in a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// cgroup v2 id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
+    /// cgroup v2 path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+}
+
+/// One event of the live stream (`dbward tail --json` prints exactly this).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: Option<EventType>,
+    /// When, RFC 3339 with nanoseconds, UTC.
+    pub ts: String,
+    /// This host's name.
+    pub host: String,
+    /// Unique id of the session on this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Server process serving the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_pid: Option<u32>,
+    /// The cluster's postmaster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postmaster_pid: Option<u32>,
+    /// Database name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Database role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_user: Option<String>,
+    /// `application_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
+    /// The client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Client>,
+    /// Statement text (see `sql_escaped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// `sql` had bytes that are not UTF-8: each is written `\xNN` and each backslash doubled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_escaped: Option<bool>,
+    /// `sql` is only the first bytes of the statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_truncated: Option<bool>,
+    /// Full statement length in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_length: Option<u32>,
+    /// `sql_length` is a lower bound (statement longer than the kernel measures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_length_is_lower_bound: Option<bool>,
+    /// `simple` (Query message) or `extended` (Execute message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Session length (session_end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// Statements seen in the session (session_end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statements: Option<u64>,
+    /// The session passed authentication (session_end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<bool>,
+    /// The session existed before the agent started; identity comes from its process title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<bool>,
+    /// Kernel drop counts by event kind (kernel_drops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops: Option<BTreeMap<String, u64>>,
+    /// Server binary, port and data directory (cluster_attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<BTreeMap<String, String>>,
+}
+
+/// RFC 3339 UTC with nanoseconds.
+pub fn format_ts(t: SystemTime) -> String {
+    let t: time::OffsetDateTime = t.into();
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Statement bytes as a JSON string, losslessly: valid UTF-8 is kept as is; otherwise each
+/// invalid byte becomes `\xNN` and each backslash is doubled (the `bool` says which).
+pub fn escape_sql(bytes: &[u8]) -> (String, bool) {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return (s.to_owned(), false);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    (out, true)
+}
+
+/// Inverse of [`escape_sql`] for escaped text.
+pub fn unescape_sql(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if bytes[i] == b'\\'
+            && bytes.get(i + 1) == Some(&b'x')
+            && let Some(v) = text
+                .get(i + 2..i + 4)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_sql_is_kept_verbatim() {
+        assert_eq!(
+            escape_sql("SELECT '\\x41' -- é".as_bytes()),
+            ("SELECT '\\x41' -- é".to_owned(), false)
+        );
+    }
+
+    #[test]
+    fn non_utf8_sql_round_trips() {
+        for raw in [
+            &b"SELECT '\xff\xfe'"[..],
+            b"\\x41 \x80",
+            b"\xc3",
+            b"a\\\\b\xff",
+        ] {
+            let (text, escaped) = escape_sql(raw);
+            assert!(escaped);
+            assert_eq!(unescape_sql(&text), raw, "{text}");
+        }
+    }
+}
