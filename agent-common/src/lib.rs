@@ -108,7 +108,8 @@ pub const STMT_LEN_LOWER_BOUND: u8 = 2;
 pub struct StatementEvent {
     /// Common header.
     pub header: EventHeader,
-    /// Frontend message that triggered the execution: `b'Q'` (simple) or `b'E'` (extended).
+    /// Frontend message that triggered the execution: `b'Q'` (simple), `b'E'` (extended),
+    /// or 0 (unknown: the backend was mid-read when the probes were attached).
     pub message: u8,
     /// [`STMT_TRUNCATED`] | [`STMT_LEN_LOWER_BOUND`].
     pub flags: u8,

@@ -127,11 +127,22 @@ fn current_tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
+/// Server-side uprobes only report backends of watched postmasters (`--pid` filters, and
+/// several agents on one host never see each other's clusters).
+#[inline(always)]
+fn in_watched_backend() -> bool {
+    // SAFETY: map lookup of a plain value.
+    unsafe { BACKENDS.get(&current_tgid()) }.is_some()
+}
+
 // ---------------------------------------------------------------- statements
 
 /// `pq_getbyte()` returned the type byte of the next frontend message (or EOF).
 #[uretprobe]
 pub fn pq_getbyte_ret(ctx: RetProbeContext) -> u32 {
+    if !in_watched_backend() {
+        return 0;
+    }
     let ret: i32 = ctx.ret();
     if (0..=255).contains(&ret) {
         let _ = CURRENT_MESSAGE.insert(&current_tgid(), &(ret as u8), BPF_ANY as u64);
@@ -149,15 +160,17 @@ pub fn pgstat_report_activity(ctx: ProbeContext) -> u32 {
 fn try_report_activity(ctx: &ProbeContext) -> Result<(), i64> {
     let state: u32 = ctx.arg(0).ok_or(1)?;
     let text: *const u8 = ctx.arg(1).ok_or(1)?;
-    if state != STATE_RUNNING || text.is_null() {
+    if state != STATE_RUNNING || text.is_null() || !in_watched_backend() {
         return Ok(());
     }
-    // Bind and Parse report the statement too; only Query and Execute run it.
+    // Bind and Parse report the statement too; only Query and Execute run it. A backend
+    // that was already waiting in `pq_getbyte` when the probes were attached has no entry
+    // yet (0): report its statement rather than lose it.
     // SAFETY: map lookup of a plain value.
     let message = unsafe { CURRENT_MESSAGE.get(&current_tgid()) }
         .copied()
-        .ok_or(1)?;
-    if message != b'Q' && message != b'E' {
+        .unwrap_or(0);
+    if message != b'Q' && message != b'E' && message != 0 {
         return Ok(());
     }
     let event = STATEMENT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
@@ -224,6 +237,9 @@ pub fn init_postgres(ctx: ProbeContext) -> u32 {
 }
 
 fn try_init_postgres(ctx: &ProbeContext) -> Result<(), i64> {
+    if !in_watched_backend() {
+        return Ok(());
+    }
     let dbname: *const u8 = ctx.arg(0).ok_or(1)?;
     let username: *const u8 = ctx.arg(2).ok_or(1)?;
     let mut event = LoginEvent {
@@ -246,6 +262,9 @@ fn try_init_postgres(ctx: &ProbeContext) -> Result<(), i64> {
 /// `InitPostgres` returned: the session passed authentication and is ready.
 #[uretprobe]
 pub fn init_postgres_ret(_ctx: RetProbeContext) -> u32 {
+    if !in_watched_backend() {
+        return 0;
+    }
     emit(EventKind::Ready, &header(EventKind::Ready));
     0
 }
@@ -253,6 +272,9 @@ pub fn init_postgres_ret(_ctx: RetProbeContext) -> u32 {
 /// `pgstat_report_appname(const char *appname)`.
 #[uprobe]
 pub fn report_appname(ctx: ProbeContext) -> u32 {
+    if !in_watched_backend() {
+        return 0;
+    }
     let Some(name) = ctx.arg::<*const u8>(0) else {
         return 0;
     };

@@ -66,6 +66,12 @@ pub struct Client {
     /// cgroup v2 path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    /// How the local process was tied to the session: `socket_tuple` (loopback TCP port),
+    /// `peer_credentials` (SO_PEERCRED of the unix socket), or `latest_connect` (the
+    /// backend was gone before its credentials could be read; the newest connect to the
+    /// same socket is assumed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identified_by: Option<String>,
 }
 
 /// One event of the live stream (`dbward tail --json` prints exactly this).
@@ -114,7 +120,8 @@ pub struct Event {
     /// `sql_length` is a lower bound (statement longer than the kernel measures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql_length_is_lower_bound: Option<bool>,
-    /// `simple` (Query message) or `extended` (Execute message).
+    /// `simple` (Query message), `extended` (Execute message), or `unknown` (the first
+    /// statement of a session that was waiting for input when the agent attached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     /// Session length (session_end).

@@ -94,6 +94,8 @@ struct Session {
     start_ktime: u64,
     peer: SockAddr,
     fd: Option<i32>,
+    /// Unix peer credentials, read as early as possible (at fork).
+    creds: Option<(u32, u32, u32)>,
     database: Option<String>,
     user: Option<String>,
     application_name: Option<String>,
@@ -112,6 +114,7 @@ pub struct Correlator<I> {
     sessions: HashMap<u32, Session>,
     clients_by_port: HashMap<u16, (Client, u64)>,
     clients_by_pid: HashMap<u32, (Client, u64)>,
+    latest_by_socket: HashMap<String, (Client, u64)>,
 }
 
 impl<I: Inspector> Correlator<I> {
@@ -125,6 +128,7 @@ impl<I: Inspector> Correlator<I> {
             sessions: HashMap::new(),
             clients_by_port: HashMap::new(),
             clients_by_pid: HashMap::new(),
+            latest_by_socket: HashMap::new(),
         }
     }
 
@@ -161,6 +165,7 @@ impl<I: Inspector> Correlator<I> {
             start_ktime: now_ktime,
             peer: SockAddr::Unknown,
             fd: None,
+            creds: None,
             database: Some(title.database.clone()),
             user: Some(title.user.clone()),
             application_name: None,
@@ -187,6 +192,9 @@ impl<I: Inspector> Correlator<I> {
                     .postmasters
                     .get_mut(&origin.pid)
                     .and_then(|pm| pm.last_accept.take())?;
+                let creds = matches!(peer, SockAddr::Unix { .. })
+                    .then(|| self.inspector.unix_peer(child, fd))
+                    .flatten();
                 let session = Session {
                     id: session_id(child, self.clock.wall(origin.ktime_ns)),
                     pid: child,
@@ -194,6 +202,7 @@ impl<I: Inspector> Correlator<I> {
                     start_ktime: origin.ktime_ns,
                     peer,
                     fd: Some(fd),
+                    creds,
                     database: None,
                     user: None,
                     application_name: None,
@@ -252,10 +261,10 @@ impl<I: Inspector> Correlator<I> {
                 event.sql_length = Some(full_len);
                 event.sql_length_is_lower_bound = len_is_lower_bound.then_some(true);
                 event.protocol = Some(
-                    if message == b'E' {
-                        "extended"
-                    } else {
-                        "simple"
+                    match message {
+                        b'Q' => "simple",
+                        b'E' => "extended",
+                        _ => "unknown",
                     }
                     .into(),
                 );
@@ -314,7 +323,9 @@ impl<I: Inspector> Correlator<I> {
                     self.clients_by_port.insert(port, (client, origin.ktime_ns));
                 }
             }
-            SockAddr::Unix { .. } => {
+            SockAddr::Unix { path } => {
+                self.latest_by_socket
+                    .insert(path, (client.clone(), origin.ktime_ns));
                 self.clients_by_pid
                     .insert(origin.pid, (client, origin.ktime_ns));
             }
@@ -328,6 +339,8 @@ impl<I: Inspector> Correlator<I> {
             .retain(|_, (_, t)| now.saturating_sub(*t) < ttl);
         self.clients_by_pid
             .retain(|_, (_, t)| now.saturating_sub(*t) < ttl);
+        self.latest_by_socket
+            .retain(|_, (_, t)| now.saturating_sub(*t) < ttl);
     }
 
     /// The client of a session: its address, and for local clients who they are.
@@ -335,26 +348,37 @@ impl<I: Inspector> Correlator<I> {
         let session = self.sessions.get(&backend)?;
         let mut client = match &session.peer {
             SockAddr::Tcp { ip, port } => {
-                let local = is_local(ip);
-                let mut c = local
+                let found = is_local(ip)
                     .then(|| self.clients_by_port.remove(port).map(|(c, _)| c))
-                    .flatten()
-                    .unwrap_or_default();
+                    .flatten();
+                let mut c = match found {
+                    Some(mut c) => {
+                        c.identified_by = Some("socket_tuple".into());
+                        c
+                    }
+                    None => Client::default(),
+                };
                 c.addr = Some(ip.to_string());
                 c.port = Some(*port);
                 c.transport = "tcp".into();
                 c
             }
             SockAddr::Unix { .. } => {
-                let creds = session
-                    .fd
-                    .and_then(|fd| self.inspector.unix_peer(backend, fd));
+                let socket = self
+                    .postmasters
+                    .get(&session.postmaster)
+                    .and_then(|pm| pm.socket.clone());
+                let creds = session.creds.or_else(|| {
+                    session
+                        .fd
+                        .and_then(|fd| self.inspector.unix_peer(backend, fd))
+                });
                 let mut c = match creds {
                     Some((pid, uid, gid)) => {
                         let mut c = self
                             .clients_by_pid
-                            .remove(&pid)
-                            .map(|(c, _)| c)
+                            .get(&pid)
+                            .map(|(c, _)| c.clone())
                             .unwrap_or_else(|| {
                                 let mut c = Client::default();
                                 self.inspector.describe_process(&mut c, pid);
@@ -363,15 +387,21 @@ impl<I: Inspector> Correlator<I> {
                         c.pid = Some(pid);
                         c.uid = Some(uid);
                         c.gid = Some(gid);
+                        c.identified_by = Some("peer_credentials".into());
                         c
                     }
-                    None => Client::default(),
+                    None => socket
+                        .as_ref()
+                        .and_then(|s| self.latest_by_socket.get(s))
+                        .map(|(c, _)| {
+                            let mut c = c.clone();
+                            c.identified_by = Some("latest_connect".into());
+                            c
+                        })
+                        .unwrap_or_default(),
                 };
                 c.transport = "unix".into();
-                c.socket = self
-                    .postmasters
-                    .get(&session.postmaster)
-                    .and_then(|pm| pm.socket.clone());
+                c.socket = socket;
                 c
             }
             SockAddr::Unknown => Client {
