@@ -73,6 +73,8 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let print = args.stdout;
+    let mut published: u64 = 0;
+    let mut drops_total = std::collections::BTreeMap::new();
     let publish = |event: Event| {
         if print {
             if let Ok(line) = serde_json::to_string(&event) {
@@ -96,6 +98,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     CaptureMessage::Existing(backend) => correlator.add_existing(&backend, now_ktime()),
                     CaptureMessage::Drops(drops) => {
                         warn!(?drops, "the kernel dropped events (ring buffer full)");
+                        drops_total = drops.clone();
                         Some(correlator.drops_event(drops))
                     }
                     CaptureMessage::Undecodable(e) => {
@@ -104,6 +107,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 if let Some(event) = event {
+                    published += 1;
                     publish(event);
                 }
             }
@@ -114,7 +118,12 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     capture_task.abort();
     control_task.abort();
     let _ = std::fs::remove_file(&socket);
-    info!("dbward agent stopped");
+    let dropped: u64 = drops_total.values().sum();
+    info!(
+        events = published,
+        kernel_drops = dropped,
+        "dbward agent stopped"
+    );
     result.map(|()| ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,169 @@
+//! `cargo xtask bench …`: each benchmark measures its baseline in the same run and prints
+//! the ratio. Durations come from `DBWARD_BENCH_SECS` (default 30 s per measured run).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use dbward_e2e::pg::{Cluster, PG_BIN};
+
+use crate::{build_release, root};
+
+/// The benchmarks.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Which {
+    /// pgbench -S TPS with the capture attached vs detached, and kernel drops.
+    Capture,
+}
+
+/// Runs one benchmark.
+pub fn run(which: Which) -> anyhow::Result<()> {
+    match which {
+        Which::Capture => capture(),
+    }
+}
+
+fn seconds() -> u64 {
+    std::env::var("DBWARD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30)
+}
+
+/// Result of one pgbench run.
+pub struct Pgbench {
+    /// Transactions per second (without connection time).
+    pub tps: f64,
+    /// Transactions processed.
+    pub transactions: u64,
+}
+
+/// Runs `pgbench` with `args` against `conninfo` and parses its summary.
+pub fn pgbench(cluster: &Cluster, args: &[&str]) -> anyhow::Result<Pgbench> {
+    let out = Command::new(format!("{PG_BIN}/pgbench"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(args)
+        .arg("postgres")
+        .output()
+        .context("running pgbench")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "pgbench {args:?} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.split('/').next())
+            .map(str::to_owned)
+    };
+    let tps = field("tps = ")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no tps in pgbench output: {text}"))?;
+    let transactions = field("number of transactions actually processed: ")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no transaction count in pgbench output: {text}"))?;
+    Ok(Pgbench { tps, transactions })
+}
+
+/// `pgbench -i` at the given scale.
+pub fn initialise(cluster: &Cluster, scale: u32) -> anyhow::Result<()> {
+    let out = Command::new(format!("{PG_BIN}/pgbench"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+            "-i",
+            "-q",
+            "-s",
+        ])
+        .arg(scale.to_string())
+        .arg("postgres")
+        .output()
+        .context("running pgbench -i")?;
+    if !out.status.success() {
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn capture() -> anyhow::Result<()> {
+    build_release()?;
+    let secs = seconds().to_string();
+    let cluster = Cluster::start();
+    initialise(&cluster, 10)?;
+    let load = ["-S", "-c", "8", "-j", "2", "-T", secs.as_str(), "-n"];
+    // Warm the cache so the first measured run is not penalised.
+    pgbench(&cluster, &["-S", "-c", "8", "-j", "2", "-T", "5", "-n"])?;
+
+    let detached = pgbench(&cluster, &load)?;
+
+    let bin = root().join("target/release/dbward");
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "")?;
+    let agent = Command::new(&bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--socket"])
+        .arg(dir.path().join("agent.sock"))
+        .args(["--pid", &cluster.pid.to_string()])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting dbward")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let attached = pgbench(&cluster, &load)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let out = agent.wait_with_output()?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("dbward agent stopped"))
+        .with_context(|| format!("the agent did not stop cleanly: {log}"))?;
+    let number = |key: &str| {
+        stopped
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let events = number("events=").unwrap_or(0);
+    let drops = number("kernel_drops=").context("no kernel_drops in the agent's stop line")?;
+
+    let ratio = attached.tps / detached.tps;
+    println!("bench capture: pgbench -S, 8 clients, {secs} s per run, scale 10");
+    println!(
+        "  detached   {:>10.1} tps ({} transactions)",
+        detached.tps, detached.transactions
+    );
+    println!(
+        "  attached   {:>10.1} tps ({} transactions)",
+        attached.tps, attached.transactions
+    );
+    println!("  ratio      {ratio:>10.3} (goal >= 0.97)");
+    println!("  events     {events:>10} published by the agent (>= one statement per transaction)");
+    println!("  dropped    {drops:>10} kernel events (goal 0)");
+    if events < attached.transactions {
+        println!("  WARNING: fewer events than transactions: statements were lost");
+    }
+    Ok(())
+}
