@@ -184,7 +184,7 @@ fn session_end_reports_duration_and_statement_count() {
     c.handle(statement(200, 3_000_000, b"SELECT 2"));
     let end = c
         .handle(KernelEvent::Exit {
-            origin: origin(200, 5_000_000),
+            origin: origin(200, 5_000_001),
         })
         .unwrap();
     assert_eq!(end.kind, Some(EventType::SessionEnd));
