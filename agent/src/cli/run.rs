@@ -76,10 +76,8 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut published: u64 = 0;
     let mut drops_total = std::collections::BTreeMap::new();
     let publish = |event: Event| {
-        if print {
-            if let Ok(line) = serde_json::to_string(&event) {
-                println!("{line}");
-            }
+        if print && let Ok(line) = serde_json::to_string(&event) {
+            println!("{line}");
         }
         let _ = events_tx.send(Arc::new(event));
     };
