@@ -20,7 +20,7 @@ use agent_common::{
     UNIX_PATH_LEN,
 };
 use aya_ebpf::{
-    bindings::BPF_ANY,
+    bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
@@ -114,10 +114,26 @@ fn header(kind: EventKind) -> EventHeader {
     }
 }
 
-/// Writes a fixed-size event, counting a drop when the ring is full.
+/// Unread bytes in the ring above which the agent is woken at once; below it the agent
+/// drains on its own short timer, saving a wake-up per event on busy servers.
+const WAKEUP_THRESHOLD: u64 = 256 * 1024;
+
+/// Wake-up flag for the next output: `BPF_RB_FORCE_WAKEUP` once enough is queued (and for
+/// lifecycle events the agent must see promptly), else `BPF_RB_NO_WAKEUP`.
+#[inline(always)]
+fn wakeup(urgent: bool) -> u64 {
+    if urgent || EVENTS.query(BPF_RB_AVAIL_DATA as u64) > WAKEUP_THRESHOLD {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// Writes a fixed-size lifecycle event (wakes the agent), counting a drop when the ring is
+/// full.
 #[inline(always)]
 fn emit<T: 'static>(kind: EventKind, event: &T) {
-    if EVENTS.output::<T>(event, 0).is_err() {
+    if EVENTS.output::<T>(event, wakeup(true)).is_err() {
         count_drop(kind);
     }
 }
@@ -195,7 +211,7 @@ fn try_report_activity(ctx: &ProbeContext) -> Result<(), i64> {
     // SAFETY: `size` is at most the size of the per-CPU event it points into.
     let bytes =
         unsafe { core::slice::from_raw_parts((event as *const StatementEvent).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wakeup(false)).is_err() {
         count_drop(EventKind::Statement);
     }
     Ok(())

@@ -19,6 +19,18 @@ use decode::KernelEvent;
 use discover::Postmaster;
 use loader::{LoadError, Loader};
 
+/// How often the ring is drained when the kernel did not wake us.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Reads every record currently in the ring (the ring must be drained completely).
+fn drain_ring(ring: &mut RingBuf<MapData>) -> Vec<Result<KernelEvent, String>> {
+    let mut batch = Vec::new();
+    while let Some(item) = ring.next() {
+        batch.push(decode::decode(&item).map_err(|e| e.to_string()));
+    }
+    batch
+}
+
 /// What the capture tells the correlator besides kernel events.
 #[derive(Debug)]
 pub enum CaptureMessage {
@@ -143,6 +155,9 @@ impl Capture {
             }
         }
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // Statements are written without waking us (see the kernel's `wakeup`): drain often.
+        let mut drain = tokio::time::interval(DRAIN_INTERVAL);
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_drops = BTreeMap::new();
         loop {
             tokio::select! {
@@ -151,25 +166,16 @@ impl Capture {
                         feature: "ring buffer",
                         detail: format!("polling failed: {e}"),
                     }))?;
-                    let mut batch = Vec::new();
-                    {
-                        let ring = guard.get_inner_mut();
-                        while let Some(item) = ring.next() {
-                            batch.push(decode::decode(&item).map_err(|e| e.to_string()));
-                        }
-                    }
+                    let batch = drain_ring(guard.get_inner_mut());
                     guard.clear_ready();
-                    for item in batch {
-                        let message = match item {
-                            Ok(event) => {
-                                self.observe(&event);
-                                CaptureMessage::Kernel(event)
-                            }
-                            Err(e) => CaptureMessage::Undecodable(e),
-                        };
-                        if tx.send(message).await.is_err() {
-                            return Ok(());
-                        }
+                    if !self.forward(batch, &tx).await {
+                        return Ok(());
+                    }
+                }
+                _ = drain.tick() => {
+                    let batch = drain_ring(self.ring.get_mut());
+                    if !self.forward(batch, &tx).await {
+                        return Ok(());
                     }
                 }
                 _ = tick.tick() => {
@@ -193,6 +199,27 @@ impl Capture {
                 _ = tx.closed() => return Ok(()),
             }
         }
+    }
+
+    /// Sends decoded records on; `false` when the receiver is gone.
+    async fn forward(
+        &mut self,
+        batch: Vec<Result<KernelEvent, String>>,
+        tx: &mpsc::Sender<CaptureMessage>,
+    ) -> bool {
+        for item in batch {
+            let message = match item {
+                Ok(event) => {
+                    self.observe(&event);
+                    CaptureMessage::Kernel(event)
+                }
+                Err(e) => CaptureMessage::Undecodable(e),
+            };
+            if tx.send(message).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Reacts to lifecycle events the capture itself must follow.
