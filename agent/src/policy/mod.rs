@@ -1,0 +1,3 @@
+//! Policy: files → model, classifier (SQL → class, tables, functions), evaluator.
+
+pub mod classify;
