@@ -131,15 +131,14 @@ impl Facts {
             "session_id" => self.session_id = text,
             "principal" => self.principal = text,
             "kind" => {
-                self.kind = Some(
-                    Kind::from_name(value).ok_or_else(|| bad("human, ai_agent or service"))?,
-                );
+                self.kind =
+                    Some(Kind::from_name(value).ok_or_else(|| bad("human, ai_agent or service"))?);
             }
             "group" | "groups" => self.groups.extend(value.split(',').map(str::to_string)),
             _ => {
                 return Err(FactsError::UnknownKey {
                     key: key.to_string(),
-                })
+                });
             }
         }
         Ok(())

@@ -76,7 +76,11 @@ mod tests {
             ("a*b*c", "axxbyy", false),
         ];
         for (pattern, text, want) in cases {
-            assert_eq!(Glob::new(pattern).matches(text), want, "{pattern} vs {text}");
+            assert_eq!(
+                Glob::new(pattern).matches(text),
+                want,
+                "{pattern} vs {text}"
+            );
         }
     }
 }

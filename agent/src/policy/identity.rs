@@ -223,11 +223,34 @@ mod tests {
     fn first_matching_identity_names_the_principal() {
         let ids = identities();
         let cases: [(&[(&str, &str)], &str, Kind); 5] = [
-            (&[("application_name", "claude-code")], "claude", Kind::AiAgent),
-            (&[("unit", "backup-db.service"), ("source_addr", "10.2.3.4")], "backup", Kind::Service),
-            (&[("unit", "backup-db.service"), ("source_addr", "192.168.1.1")], "unidentified", Kind::AiAgent),
-            (&[("unit", "backup-db.service")], "unidentified", Kind::AiAgent),
-            (&[("principal", "alice"), ("kind", "human")], "alice", Kind::Human),
+            (
+                &[("application_name", "claude-code")],
+                "claude",
+                Kind::AiAgent,
+            ),
+            (
+                &[("unit", "backup-db.service"), ("source_addr", "10.2.3.4")],
+                "backup",
+                Kind::Service,
+            ),
+            (
+                &[
+                    ("unit", "backup-db.service"),
+                    ("source_addr", "192.168.1.1"),
+                ],
+                "unidentified",
+                Kind::AiAgent,
+            ),
+            (
+                &[("unit", "backup-db.service")],
+                "unidentified",
+                Kind::AiAgent,
+            ),
+            (
+                &[("principal", "alice"), ("kind", "human")],
+                "alice",
+                Kind::Human,
+            ),
         ];
         for (pairs, name, kind) in cases {
             let facts = Facts::from_pairs(pairs).expect("facts");

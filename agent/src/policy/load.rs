@@ -100,11 +100,7 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError
     })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .is_some_and(|x| x == "yaml" || x == "yml")
-        })
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     paths.sort();
     if paths.is_empty() {
@@ -138,7 +134,10 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError
 pub(super) fn content_hash(sources: &[(PathBuf, String)]) -> String {
     let mut hasher = Sha256::new();
     for (path, text) in sources {
-        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         hasher.update(name.as_bytes());
         hasher.update([0]);
         hasher.update(text.as_bytes());
@@ -203,7 +202,11 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<Compiled, PolicyE
                 c.error(
                     &raw.name.referenced,
                     &format!("{key}.name"),
-                    format!("rule `{}` is already defined in {}", raw.name.value, other.display()),
+                    format!(
+                        "rule `{}` is already defined in {}",
+                        raw.name.value,
+                        other.display()
+                    ),
                     "give every rule a unique name; decisions cite it",
                 );
             }
@@ -376,7 +379,8 @@ impl Checker<'_> {
                 unidentified.name = name.clone();
             }
             if let Some(kind) = &u.kind
-                && let Some(k) = self.kind(&kind.referenced, "defaults.unidentified.kind", &kind.value)
+                && let Some(k) =
+                    self.kind(&kind.referenced, "defaults.unidentified.kind", &kind.value)
             {
                 unidentified.kind = k;
             }
@@ -400,7 +404,11 @@ impl Checker<'_> {
     }
 
     fn identity(&mut self, key: &str, raw: &model::Identity) -> Option<Identity> {
-        let kind = self.kind(&raw.kind.referenced, &format!("{key}.kind"), &raw.kind.value);
+        let kind = self.kind(
+            &raw.kind.referenced,
+            &format!("{key}.kind"),
+            &raw.kind.value,
+        );
         let m = &raw.matches.value;
         let at = &raw.matches.referenced;
         let client_uid = m.client_uid.as_ref().map(|uids| {
@@ -479,7 +487,11 @@ impl Checker<'_> {
     }
 
     fn rule(&mut self, key: &str, raw: &model::Rule) -> Option<Rule> {
-        let outcome = self.outcome(&raw.outcome.referenced, &format!("{key}.outcome"), &raw.outcome.value);
+        let outcome = self.outcome(
+            &raw.outcome.referenced,
+            &format!("{key}.outcome"),
+            &raw.outcome.value,
+        );
         let unmediated = match &raw.unmediated {
             None => None,
             Some(u) => {
@@ -489,7 +501,10 @@ impl Checker<'_> {
                         &u.referenced,
                         &format!("{key}.unmediated"),
                         format!("unknown unmediated action `{}`", u.value),
-                        &format!("valid actions: {}", valid_list(&Unmediated::ALL, Unmediated::name)),
+                        &format!(
+                            "valid actions: {}",
+                            valid_list(&Unmediated::ALL, Unmediated::name)
+                        ),
                     );
                 }
                 Some(parsed?)
@@ -550,7 +565,12 @@ impl Checker<'_> {
         (self.errors.len() == before).then_some(conditions)
     }
 
-    fn time_window(&mut self, at: &Location, key: &str, raw: &model::TimeWindow) -> Option<TimeWindow> {
+    fn time_window(
+        &mut self,
+        at: &Location,
+        key: &str,
+        raw: &model::TimeWindow,
+    ) -> Option<TimeWindow> {
         let before = self.errors.len();
         let mut days = 0u8;
         match &raw.days {
@@ -711,7 +731,11 @@ mod tests {
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].key, "clas");
         assert_eq!(errs[0].position.map(|p| p.0), Some(4));
-        assert!(errs[0].hint.as_deref().unwrap_or("").contains("class"), "{}", errs[0]);
+        assert!(
+            errs[0].hint.as_deref().unwrap_or("").contains("class"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]
@@ -740,16 +764,20 @@ mod tests {
             ],
             "{errs:#?}"
         );
-        assert!(errs.iter().all(|e| e.position.is_some() && e.hint.is_some()));
-        assert_eq!(errs[0].position, Some((3, 20)), "points at the offending value");
+        assert!(
+            errs.iter()
+                .all(|e| e.position.is_some() && e.hint.is_some())
+        );
+        assert_eq!(
+            errs[0].position,
+            Some((3, 20)),
+            "points at the offending value"
+        );
     }
 
     #[test]
     fn valid_policy_compiles_with_defaults() {
-        let sources = vec![(
-            PathBuf::from("a.yaml"),
-            "# only comments\n".to_string(),
-        )];
+        let sources = vec![(PathBuf::from("a.yaml"), "# only comments\n".to_string())];
         let compiled = compile(&sources).expect("valid");
         assert_eq!(compiled.settings.unmatched, Outcome::Audit);
         assert_eq!(compiled.settings.on_parse_error, Class::Unknown);

@@ -25,9 +25,9 @@ pub use identity::{Kind, Principal};
 pub use load::{PolicyError, PolicyErrors};
 pub use outcome::{Condition, Decision, Outcome, RuleTrace, Unmediated};
 
+use classify::NoPrepared;
 use classify::fingerprint::CachedClassifier;
 use classify::postgres::PostgresClassifier;
-use classify::NoPrepared;
 use identity::Identities;
 use load::Settings;
 use rule::{Rule, Subject};
@@ -161,7 +161,8 @@ impl PolicySet {
             }
             explanation.push(trace);
         }
-        let mut outcome = decided.map_or_else(|| self.settings.unmatched.clone(), |r| r.outcome.clone());
+        let mut outcome =
+            decided.map_or_else(|| self.settings.unmatched.clone(), |r| r.outcome.clone());
         let mut notes = Vec::new();
         if outcome == Outcome::Allow && classes.contains(Class::Unknown) {
             outcome = Outcome::Audit;
@@ -203,7 +204,11 @@ impl PolicySet {
                 }
             }
         };
-        replace(sources.parse_error, self.settings.on_parse_error, &mut classes);
+        replace(
+            sources.parse_error,
+            self.settings.on_parse_error,
+            &mut classes,
+        );
         replace(
             sources.unknown_statement,
             self.settings.on_unknown_statement,

@@ -132,7 +132,10 @@ impl Rule {
         if !single(&c.principal, Some(&s.principal.name)) {
             return Some(Condition::Principal);
         }
-        if c.kind.as_ref().is_some_and(|k| !k.contains(&s.principal.kind)) {
+        if c.kind
+            .as_ref()
+            .is_some_and(|k| !k.contains(&s.principal.kind))
+        {
             return Some(Condition::Kind);
         }
         if c.group
@@ -208,15 +211,40 @@ mod tests {
         // 2026-01-05 was a Monday.
         let monday_10_utc = UNIX_EPOCH + Duration::from_secs(1_767_607_200);
         let weekdays = 0b001_1111;
-        let office = TimeWindow { days: weekdays, start: 9 * 60, end: 18 * 60, utc_offset_secs: 0 };
+        let office = TimeWindow {
+            days: weekdays,
+            start: 9 * 60,
+            end: 18 * 60,
+            utc_offset_secs: 0,
+        };
         assert!(office.contains(monday_10_utc));
-        let night = TimeWindow { days: 0x7f, start: 22 * 60, end: 6 * 60, utc_offset_secs: 0 };
+        let night = TimeWindow {
+            days: 0x7f,
+            start: 22 * 60,
+            end: 6 * 60,
+            utc_offset_secs: 0,
+        };
         assert!(!night.contains(monday_10_utc));
-        let new_york = TimeWindow { utc_offset_secs: -5 * 3600, ..night };
-        assert!(new_york.contains(monday_10_utc), "05:00 in New York is night");
-        let tokyo = TimeWindow { utc_offset_secs: 9 * 3600, ..night };
-        assert!(!tokyo.contains(monday_10_utc), "19:00 in Tokyo is not night yet");
-        let sunday_only = TimeWindow { days: 1 << 6, ..office };
+        let new_york = TimeWindow {
+            utc_offset_secs: -5 * 3600,
+            ..night
+        };
+        assert!(
+            new_york.contains(monday_10_utc),
+            "05:00 in New York is night"
+        );
+        let tokyo = TimeWindow {
+            utc_offset_secs: 9 * 3600,
+            ..night
+        };
+        assert!(
+            !tokyo.contains(monday_10_utc),
+            "19:00 in Tokyo is not night yet"
+        );
+        let sunday_only = TimeWindow {
+            days: 1 << 6,
+            ..office
+        };
         assert!(!sunday_only.contains(monday_10_utc));
     }
 

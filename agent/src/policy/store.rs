@@ -35,7 +35,9 @@ pub enum WatchError {
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(#[source] std::io::Error),
     /// The directory could not be watched.
-    #[error("cannot watch policy directory {dir}: {source}; check that it exists and inotify limits (fs.inotify.max_user_watches)")]
+    #[error(
+        "cannot watch policy directory {dir}: {source}; check that it exists and inotify limits (fs.inotify.max_user_watches)"
+    )]
     Notify {
         /// The directory.
         dir: PathBuf,

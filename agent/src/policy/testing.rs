@@ -159,7 +159,10 @@ pub fn run_case(policy: &PolicySet, file: &Path, case: &TestCase) -> CaseResult 
         }),
     };
     let decision = policy.evaluate(&facts, &case.sql, now);
-    let actual_rule = decision.rule.clone().unwrap_or_else(|| "(none)".to_string());
+    let actual_rule = decision
+        .rule
+        .clone()
+        .unwrap_or_else(|| "(none)".to_string());
     let mut check = |field, expected: &str, actual: &str| {
         if expected != actual {
             differences.push(Difference {
@@ -194,6 +197,10 @@ pub fn run_case(policy: &PolicySet, file: &Path, case: &TestCase) -> CaseResult 
 pub fn run_all(policy: &PolicySet, files: &[(PathBuf, TestFile)]) -> Vec<CaseResult> {
     files
         .iter()
-        .flat_map(|(path, file)| file.tests.iter().map(move |case| run_case(policy, path, case)))
+        .flat_map(|(path, file)| {
+            file.tests
+                .iter()
+                .map(move |case| run_case(policy, path, case))
+        })
         .collect()
 }

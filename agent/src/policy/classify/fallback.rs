@@ -14,17 +14,37 @@ const UTILITY: &[(&[&str], Class, &str)] = &[
     (&["REINDEX"], Class::Admin, "REINDEX"),
     (&["CLUSTER"], Class::Admin, "CLUSTER"),
     (&["LOAD"], Class::Admin, "LOAD"),
-    (&["IMPORT", "FOREIGN", "SCHEMA"], Class::Admin, "IMPORT FOREIGN SCHEMA"),
-    (&["CREATE", "FOREIGN", "DATA", "WRAPPER"], Class::Admin, "CREATE FOREIGN DATA WRAPPER"),
-    (&["CREATE", "USER", "MAPPING"], Class::Admin, "CREATE USER MAPPING"),
+    (
+        &["IMPORT", "FOREIGN", "SCHEMA"],
+        Class::Admin,
+        "IMPORT FOREIGN SCHEMA",
+    ),
+    (
+        &["CREATE", "FOREIGN", "DATA", "WRAPPER"],
+        Class::Admin,
+        "CREATE FOREIGN DATA WRAPPER",
+    ),
+    (
+        &["CREATE", "USER", "MAPPING"],
+        Class::Admin,
+        "CREATE USER MAPPING",
+    ),
     (&["REASSIGN", "OWNED"], Class::Privilege, "REASSIGN OWNED"),
     (&["DROP", "OWNED"], Class::Privilege, "DROP OWNED"),
     (&["SECURITY", "LABEL"], Class::Privilege, "SECURITY LABEL"),
-    (&["ALTER", "DEFAULT", "PRIVILEGES"], Class::Privilege, "ALTER DEFAULT PRIVILEGES"),
+    (
+        &["ALTER", "DEFAULT", "PRIVILEGES"],
+        Class::Privilege,
+        "ALTER DEFAULT PRIVILEGES",
+    ),
     (&["ALTER", "GROUP"], Class::Privilege, "ALTER GROUP"),
     (&["CREATE", "GROUP"], Class::Privilege, "CREATE GROUP"),
     (&["DROP", "GROUP"], Class::Privilege, "DROP GROUP"),
-    (&["REFRESH", "MATERIALIZED", "VIEW"], Class::Write, "REFRESH MATERIALIZED VIEW"),
+    (
+        &["REFRESH", "MATERIALIZED", "VIEW"],
+        Class::Write,
+        "REFRESH MATERIALIZED VIEW",
+    ),
 ];
 
 /// Classifies a statement the parser rejected, if it is one this module knows. Returns
@@ -204,7 +224,12 @@ fn plpgsql_statement(
 }
 
 /// Classifies a PL/pgSQL expression as `SELECT <expression>`.
-fn sql_expression(tokens: &[Token], prepared: &dyn PreparedStatements, acc: &mut Acc, depth: usize) {
+fn sql_expression(
+    tokens: &[Token],
+    prepared: &dyn PreparedStatements,
+    acc: &mut Acc,
+    depth: usize,
+) {
     if significant(tokens).next().is_some() {
         let sql = format!("SELECT {}", text(tokens));
         let before = acc.statements;
@@ -264,15 +289,30 @@ mod tests {
     fn do_blocks_are_classified_by_their_body() {
         let cases = [
             ("DO $$BEGIN DELETE FROM t; END$$", Class::Delete),
-            ("DO $$ BEGIN PERFORM pg_read_file('/etc/passwd'); END $$", Class::Export),
+            (
+                "DO $$ BEGIN PERFORM pg_read_file('/etc/passwd'); END $$",
+                Class::Export,
+            ),
             ("DO 'BEGIN GRANT ALL ON t TO bob; END'", Class::Privilege),
-            ("DO $x$DECLARE n int := pg_terminate_backend(1); BEGIN NULL; END$x$", Class::Admin),
-            ("DO $$BEGIN IF true THEN DROP TABLE t; END IF; END$$", Class::Ddl),
-            ("DO $$BEGIN EXECUTE 'DROP TABLE ' || 't'; END$$", Class::Unknown),
+            (
+                "DO $x$DECLARE n int := pg_terminate_backend(1); BEGIN NULL; END$x$",
+                Class::Admin,
+            ),
+            (
+                "DO $$BEGIN IF true THEN DROP TABLE t; END IF; END$$",
+                Class::Ddl,
+            ),
+            (
+                "DO $$BEGIN EXECUTE 'DROP TABLE ' || 't'; END$$",
+                Class::Unknown,
+            ),
             ("DO $$BEGIN EXECUTE 'TRUNCATE t'; END$$", Class::Delete),
             ("DO $$BEGIN RAISE NOTICE '%', 1; END$$", Class::Read),
             ("DO LANGUAGE plpython3u $$import os$$", Class::Unknown),
-            ("DO $$BEGIN FOR r IN SELECT 1 LOOP NULL; END LOOP; END$$", Class::Unknown),
+            (
+                "DO $$BEGIN FOR r IN SELECT 1 LOOP NULL; END LOOP; END$$",
+                Class::Unknown,
+            ),
         ];
         for (sql, want) in cases {
             let c = PostgresClassifier.classify(sql, &NoPrepared);
@@ -287,10 +327,17 @@ mod tests {
             ("ALTER SYSTEM SET work_mem = '1GB'", Class::Admin),
             ("checkpoint", Class::Admin),
             ("REASSIGN OWNED BY a TO b", Class::Privilege),
-            ("ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO bob", Class::Privilege),
+            (
+                "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO bob",
+                Class::Privilege,
+            ),
         ];
         for (sql, want) in cases {
-            assert_eq!(PostgresClassifier.classify(sql, &NoPrepared).class, want, "{sql}");
+            assert_eq!(
+                PostgresClassifier.classify(sql, &NoPrepared).class,
+                want,
+                "{sql}"
+            );
         }
     }
 

@@ -243,7 +243,11 @@ impl CachedClassifier {
     }
 
     /// Classifies `sql` without looking at or filling the cache.
-    pub fn classify_uncached(&self, sql: &str, prepared: &dyn PreparedStatements) -> Classification {
+    pub fn classify_uncached(
+        &self,
+        sql: &str,
+        prepared: &dyn PreparedStatements,
+    ) -> Classification {
         self.classifier.classify(sql, prepared)
     }
 
@@ -265,7 +269,10 @@ mod tests {
     #[test]
     fn fingerprints_ignore_literals_comments_case_and_spacing() {
         let same = [
-            ("SELECT * FROM t WHERE id = 1", "select  *\nfrom T where ID = 42 -- x"),
+            (
+                "SELECT * FROM t WHERE id = 1",
+                "select  *\nfrom T where ID = 42 -- x",
+            ),
             ("SELECT 'a'", "SELECT 'it''s'"),
             ("SELECT E'\\''", "select e'x'"),
             ("SELECT /* c /* nested */ */ 1.5e3", "SELECT 7"),
@@ -297,20 +304,39 @@ mod tests {
     #[test]
     fn cache_serves_equivalent_statements_and_skips_literal_dependent_ones() {
         let cached = CachedClassifier::new(Box::new(PostgresClassifier), 16);
-        assert_eq!(cached.classify("SELECT * FROM t WHERE id = 1", &NoPrepared).class, Class::Read);
-        assert_eq!(cached.classify("select * from t where id = 2", &NoPrepared).class, Class::Read);
-        assert_eq!(cached.stats(), (1, 1));
-        assert_eq!(cached.classify("DO 'BEGIN NULL; END'", &NoPrepared).class, Class::Session);
         assert_eq!(
-            cached.classify("DO 'BEGIN DROP TABLE t; END'", &NoPrepared).class,
-            Class::Ddl
-        );
-        assert_eq!(
-            cached.classify("SELECT set_config('work_mem', '1', false)", &NoPrepared).class,
+            cached
+                .classify("SELECT * FROM t WHERE id = 1", &NoPrepared)
+                .class,
             Class::Read
         );
         assert_eq!(
-            cached.classify("SELECT set_config('role', 'x', false)", &NoPrepared).class,
+            cached
+                .classify("select * from t where id = 2", &NoPrepared)
+                .class,
+            Class::Read
+        );
+        assert_eq!(cached.stats(), (1, 1));
+        assert_eq!(
+            cached.classify("DO 'BEGIN NULL; END'", &NoPrepared).class,
+            Class::Session
+        );
+        assert_eq!(
+            cached
+                .classify("DO 'BEGIN DROP TABLE t; END'", &NoPrepared)
+                .class,
+            Class::Ddl
+        );
+        assert_eq!(
+            cached
+                .classify("SELECT set_config('work_mem', '1', false)", &NoPrepared)
+                .class,
+            Class::Read
+        );
+        assert_eq!(
+            cached
+                .classify("SELECT set_config('role', 'x', false)", &NoPrepared)
+                .class,
             Class::Admin
         );
     }

@@ -17,35 +17,122 @@ pub(super) enum Concern {
 }
 
 const TABLE: &[(&str, Concern)] = &[
-    ("pg_read_file", Concern::Class(Class::Export, "reads a server file")),
-    ("pg_read_binary_file", Concern::Class(Class::Export, "reads a server file")),
-    ("pg_stat_file", Concern::Class(Class::Export, "inspects a server file")),
-    ("pg_ls_dir", Concern::Class(Class::Export, "lists a server directory")),
-    ("pg_ls_logdir", Concern::Class(Class::Export, "lists a server directory")),
-    ("pg_ls_waldir", Concern::Class(Class::Export, "lists a server directory")),
-    ("pg_ls_tmpdir", Concern::Class(Class::Export, "lists a server directory")),
-    ("pg_ls_archive_statusdir", Concern::Class(Class::Export, "lists a server directory")),
-    ("lo_export", Concern::Class(Class::Export, "writes a large object to a server file")),
-    ("lo_import", Concern::Class(Class::Export, "reads a server file into a large object")),
-    ("pg_file_write", Concern::Class(Class::Export, "writes a server file")),
-    ("pg_file_rename", Concern::Class(Class::Admin, "renames a server file")),
-    ("pg_file_unlink", Concern::Class(Class::Admin, "deletes a server file")),
-    ("pg_terminate_backend", Concern::Class(Class::Admin, "terminates another session")),
-    ("pg_cancel_backend", Concern::Class(Class::Admin, "cancels another session's query")),
-    ("pg_reload_conf", Concern::Class(Class::Admin, "reloads the server configuration")),
-    ("pg_rotate_logfile", Concern::Class(Class::Admin, "rotates the server log")),
-    ("pg_promote", Concern::Class(Class::Admin, "promotes a standby")),
-    ("pg_switch_wal", Concern::Class(Class::Admin, "switches the WAL file")),
-    ("pg_create_restore_point", Concern::Class(Class::Admin, "creates a restore point")),
-    ("pg_create_physical_replication_slot", Concern::Class(Class::Admin, "creates a replication slot")),
-    ("pg_create_logical_replication_slot", Concern::Class(Class::Admin, "creates a replication slot")),
-    ("pg_drop_replication_slot", Concern::Class(Class::Admin, "drops a replication slot")),
-    ("pg_replication_origin_create", Concern::Class(Class::Admin, "creates a replication origin")),
-    ("lo_unlink", Concern::Class(Class::Delete, "deletes a large object")),
-    ("lo_put", Concern::Class(Class::Write, "writes a large object")),
-    ("lo_from_bytea", Concern::Class(Class::Write, "creates a large object")),
-    ("lo_create", Concern::Class(Class::Write, "creates a large object")),
-    ("nextval", Concern::Class(Class::Write, "advances a sequence")),
+    (
+        "pg_read_file",
+        Concern::Class(Class::Export, "reads a server file"),
+    ),
+    (
+        "pg_read_binary_file",
+        Concern::Class(Class::Export, "reads a server file"),
+    ),
+    (
+        "pg_stat_file",
+        Concern::Class(Class::Export, "inspects a server file"),
+    ),
+    (
+        "pg_ls_dir",
+        Concern::Class(Class::Export, "lists a server directory"),
+    ),
+    (
+        "pg_ls_logdir",
+        Concern::Class(Class::Export, "lists a server directory"),
+    ),
+    (
+        "pg_ls_waldir",
+        Concern::Class(Class::Export, "lists a server directory"),
+    ),
+    (
+        "pg_ls_tmpdir",
+        Concern::Class(Class::Export, "lists a server directory"),
+    ),
+    (
+        "pg_ls_archive_statusdir",
+        Concern::Class(Class::Export, "lists a server directory"),
+    ),
+    (
+        "lo_export",
+        Concern::Class(Class::Export, "writes a large object to a server file"),
+    ),
+    (
+        "lo_import",
+        Concern::Class(Class::Export, "reads a server file into a large object"),
+    ),
+    (
+        "pg_file_write",
+        Concern::Class(Class::Export, "writes a server file"),
+    ),
+    (
+        "pg_file_rename",
+        Concern::Class(Class::Admin, "renames a server file"),
+    ),
+    (
+        "pg_file_unlink",
+        Concern::Class(Class::Admin, "deletes a server file"),
+    ),
+    (
+        "pg_terminate_backend",
+        Concern::Class(Class::Admin, "terminates another session"),
+    ),
+    (
+        "pg_cancel_backend",
+        Concern::Class(Class::Admin, "cancels another session's query"),
+    ),
+    (
+        "pg_reload_conf",
+        Concern::Class(Class::Admin, "reloads the server configuration"),
+    ),
+    (
+        "pg_rotate_logfile",
+        Concern::Class(Class::Admin, "rotates the server log"),
+    ),
+    (
+        "pg_promote",
+        Concern::Class(Class::Admin, "promotes a standby"),
+    ),
+    (
+        "pg_switch_wal",
+        Concern::Class(Class::Admin, "switches the WAL file"),
+    ),
+    (
+        "pg_create_restore_point",
+        Concern::Class(Class::Admin, "creates a restore point"),
+    ),
+    (
+        "pg_create_physical_replication_slot",
+        Concern::Class(Class::Admin, "creates a replication slot"),
+    ),
+    (
+        "pg_create_logical_replication_slot",
+        Concern::Class(Class::Admin, "creates a replication slot"),
+    ),
+    (
+        "pg_drop_replication_slot",
+        Concern::Class(Class::Admin, "drops a replication slot"),
+    ),
+    (
+        "pg_replication_origin_create",
+        Concern::Class(Class::Admin, "creates a replication origin"),
+    ),
+    (
+        "lo_unlink",
+        Concern::Class(Class::Delete, "deletes a large object"),
+    ),
+    (
+        "lo_put",
+        Concern::Class(Class::Write, "writes a large object"),
+    ),
+    (
+        "lo_from_bytea",
+        Concern::Class(Class::Write, "creates a large object"),
+    ),
+    (
+        "lo_create",
+        Concern::Class(Class::Write, "creates a large object"),
+    ),
+    (
+        "nextval",
+        Concern::Class(Class::Write, "advances a sequence"),
+    ),
     ("setval", Concern::Class(Class::Write, "sets a sequence")),
     ("set_config", Concern::SetConfig),
     ("query_to_xml", Concern::DynamicSql),

@@ -4,9 +4,9 @@
 //! today; MySQL plugs in behind the same trait. Classification is pure (no I/O) and does not
 //! depend on policy, so it can be cached by statement fingerprint ([`fingerprint`]).
 
+mod fallback;
 pub mod fingerprint;
 mod functions;
-mod fallback;
 pub mod postgres;
 
 use std::fmt;

@@ -412,9 +412,7 @@ impl Walker<'_> {
             Statement::Kill { .. } => acc.add(Class::Admin, "KILL"),
             Statement::Vacuum { .. } => acc.add(Class::Admin, "VACUUM"),
             Statement::Analyze { .. } => acc.add(Class::Admin, "ANALYZE"),
-            Statement::Lock { .. } | Statement::LockTables { .. } => {
-                acc.add(Class::Write, "LOCK")
-            }
+            Statement::Lock { .. } | Statement::LockTables { .. } => acc.add(Class::Write, "LOCK"),
             Statement::Call(_) => {
                 acc.add(Class::Write, "CALL");
                 acc.note("CALL runs a procedure whose body is not inspected".to_string());
@@ -459,7 +457,9 @@ impl Walker<'_> {
             other => {
                 let command = leading_words(&other.to_string(), 2);
                 acc.command(&command);
-                acc.unknown_statement(format!("{command} is a statement kind dbward does not know"));
+                acc.unknown_statement(format!(
+                    "{command} is a statement kind dbward does not know"
+                ));
             }
         }
     }
@@ -536,7 +536,9 @@ impl Walker<'_> {
         match names.iter().find(|n| functions::is_admin_setting(n)) {
             Some(name) => {
                 acc.add(Class::Admin, &format!("SET {}", name.to_uppercase()));
-                acc.note(format!("setting {name} changes who the session is or how SQL is read"));
+                acc.note(format!(
+                    "setting {name} changes who the session is or how SQL is read"
+                ));
             }
             None => acc.add(Class::Session, "SET"),
         }
@@ -578,7 +580,8 @@ impl Walker<'_> {
                     }
                     Some(s) => {
                         self.acc.add(Class::Admin, "SET_CONFIG()");
-                        self.acc.note(format!("set_config('{s}', …) changes who the session is"));
+                        self.acc
+                            .note(format!("set_config('{s}', …) changes who the session is"));
                     }
                     None => {
                         self.acc.add(Class::Admin, "SET_CONFIG()");
@@ -611,7 +614,10 @@ impl Walker<'_> {
 
 /// Whether EXPLAIN runs the statement: `ANALYZE` given as keyword or option (whatever its
 /// value, to be safe).
-fn explain_runs_statement(analyze: bool, options: Option<&[sqlparser::ast::UtilityOption]>) -> bool {
+fn explain_runs_statement(
+    analyze: bool,
+    options: Option<&[sqlparser::ast::UtilityOption]>,
+) -> bool {
     analyze
         || options
             .unwrap_or_default()
@@ -666,11 +672,12 @@ impl Visitor for Walker<'_> {
     }
 
     fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
-        if select
-            .projection
-            .iter()
-            .any(|item| matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)))
-        {
+        if select.projection.iter().any(|item| {
+            matches!(
+                item,
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+            )
+        }) {
             self.column("*".to_string());
         }
         ControlFlow::Continue(())
@@ -736,16 +743,25 @@ mod tests {
             ("COMMIT", Class::Transaction),
             ("SHOW work_mem", Class::Session),
             ("SELECT 1; DROP TABLE t", Class::Ddl),
-            ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", Class::Delete),
+            (
+                "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+                Class::Delete,
+            ),
             ("EXPLAIN DELETE FROM t", Class::Read),
             ("EXPLAIN ANALYZE DELETE FROM t", Class::Delete),
             ("EXPLAIN (ANALYZE) DELETE FROM t", Class::Delete),
             ("PREPARE p AS DELETE FROM t", Class::Delete),
             ("EXECUTE p", Class::Unknown),
-            ("SELECT * FROM t WHERE id IN (SELECT pg_read_file('x'))", Class::Export),
+            (
+                "SELECT * FROM t WHERE id IN (SELECT pg_read_file('x'))",
+                Class::Export,
+            ),
             ("SELECT set_config('role', 'postgres', false)", Class::Admin),
             ("SELECT set_config('work_mem', '1GB', false)", Class::Read),
-            ("SELECT query_to_xml('DELETE FROM t RETURNING 1', true, true, '')", Class::Delete),
+            (
+                "SELECT query_to_xml('DELETE FROM t RETURNING 1', true, true, '')",
+                Class::Delete,
+            ),
             ("this is not sql", Class::Unknown),
         ];
         for (sql, want) in cases {
@@ -762,7 +778,11 @@ mod tests {
             ("UPDATE t SET a = 1 WHERE b = 2", true, false),
             ("SELECT * FROM t WHERE a = 1 LIMIT 5", true, true),
             ("SELECT * FROM t", false, false),
-            ("UPDATE t SET a = 1 WHERE b = 2; DELETE FROM u", false, false),
+            (
+                "UPDATE t SET a = 1 WHERE b = 2; DELETE FROM u",
+                false,
+                false,
+            ),
             ("TRUNCATE t", false, false),
         ];
         for (sql, has_where, has_limit) in cases {
@@ -776,7 +796,10 @@ mod tests {
         let c = classify(
             "WITH x AS (SELECT id FROM Payroll.Salaries) SELECT upper(name) FROM x JOIN \"Emp\" e ON e.id = x.id",
         );
-        assert_eq!(c.tables, vec!["payroll.salaries".to_string(), "Emp".to_string()]);
+        assert_eq!(
+            c.tables,
+            vec!["payroll.salaries".to_string(), "Emp".to_string()]
+        );
         assert_eq!(c.schemas, vec!["payroll".to_string()]);
         assert!(c.unqualified_tables);
         assert_eq!(c.functions, vec!["upper".to_string()]);
