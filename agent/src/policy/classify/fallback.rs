@@ -1,14 +1,47 @@
 //! Statements `sqlparser` cannot parse but PostgreSQL accepts: `DO` blocks (their PL/pgSQL
-//! body is read statement by statement) and utility commands known by their leading words.
+//! body is read statement by statement), `TABLE name`, COPY with options the parser does
+//! not know, and commands whose leading words fix their class (GRANT, CREATE ROLE, VACUUM,
+//! …). Functions of concern called anywhere in such a statement still count.
 
 use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::postgres::{Acc, classify_into, split_statements};
+use super::functions::{self, Concern};
+use super::postgres::{Acc, classify_into, split_statements, walk};
 use super::{Class, PreparedStatements};
 
-/// Utility commands recognised by their leading words: (words, class, command).
+/// Commands recognised by their leading words: (words, class, command). Longer prefixes
+/// come first; none of these can contain another statement.
 const UTILITY: &[(&[&str], Class, &str)] = &[
+    (
+        &["CREATE", "USER", "MAPPING"],
+        Class::Admin,
+        "CREATE USER MAPPING",
+    ),
+    (
+        &["CREATE", "OR", "REPLACE", "FUNCTION"],
+        Class::Ddl,
+        "CREATE FUNCTION",
+    ),
+    (
+        &["CREATE", "OR", "REPLACE", "PROCEDURE"],
+        Class::Ddl,
+        "CREATE PROCEDURE",
+    ),
+    (&["CREATE", "FUNCTION"], Class::Ddl, "CREATE FUNCTION"),
+    (&["CREATE", "PROCEDURE"], Class::Ddl, "CREATE PROCEDURE"),
+    (&["ALTER", "TABLE"], Class::Ddl, "ALTER TABLE"),
+    (&["GRANT"], Class::Privilege, "GRANT"),
+    (&["REVOKE"], Class::Privilege, "REVOKE"),
+    (&["CREATE", "ROLE"], Class::Privilege, "CREATE ROLE"),
+    (&["CREATE", "USER"], Class::Privilege, "CREATE USER"),
+    (&["ALTER", "ROLE"], Class::Privilege, "ALTER ROLE"),
+    (&["ALTER", "USER"], Class::Privilege, "ALTER USER"),
+    (&["DROP", "ROLE"], Class::Privilege, "DROP ROLE"),
+    (&["DROP", "USER"], Class::Privilege, "DROP USER"),
+    (&["VACUUM"], Class::Admin, "VACUUM"),
+    (&["ANALYZE"], Class::Admin, "ANALYZE"),
     (&["ALTER", "SYSTEM"], Class::Admin, "ALTER SYSTEM"),
     (&["CHECKPOINT"], Class::Admin, "CHECKPOINT"),
     (&["REINDEX"], Class::Admin, "REINDEX"),
@@ -23,11 +56,6 @@ const UTILITY: &[(&[&str], Class, &str)] = &[
         &["CREATE", "FOREIGN", "DATA", "WRAPPER"],
         Class::Admin,
         "CREATE FOREIGN DATA WRAPPER",
-    ),
-    (
-        &["CREATE", "USER", "MAPPING"],
-        Class::Admin,
-        "CREATE USER MAPPING",
     ),
     (&["REASSIGN", "OWNED"], Class::Privilege, "REASSIGN OWNED"),
     (&["DROP", "OWNED"], Class::Privilege, "DROP OWNED"),
@@ -56,17 +84,126 @@ pub(super) fn classify_unparsed(
     depth: usize,
 ) -> bool {
     let words = leading_words(tokens, 4);
-    if words.first().map(String::as_str) == Some("DO") {
-        do_block(tokens, prepared, acc, depth);
-        return true;
+    match words.first().map(String::as_str) {
+        Some("DO") => {
+            do_block(tokens, prepared, acc, depth);
+            return true;
+        }
+        Some("TABLE") => return table_statement(tokens, prepared, acc, depth),
+        Some("COPY") => {
+            if copy_without_options(tokens, prepared, acc, depth) {
+                functions_of_concern(tokens, acc);
+                return true;
+            }
+            return false;
+        }
+        _ => {}
     }
     for (prefix, class, command) in UTILITY {
         if words.len() >= prefix.len() && prefix.iter().zip(&words).all(|(p, w)| p == w) {
             acc.add(*class, command);
+            acc.note(format!("{command} classified by its leading words"));
+            functions_of_concern(tokens, acc);
             return true;
         }
     }
     false
+}
+
+/// `TABLE name` is `SELECT * FROM name`.
+fn table_statement(
+    tokens: &[Token],
+    prepared: &dyn PreparedStatements,
+    acc: &mut Acc,
+    depth: usize,
+) -> bool {
+    let rest = drop_words(tokens, 1);
+    let sql = format!("SELECT * FROM {}", text(&rest));
+    let dialect = PostgreSqlDialect {};
+    if Parser::parse_sql(&dialect, &sql).is_err() {
+        return false;
+    }
+    classify_into(&sql, prepared, acc, depth, false);
+    true
+}
+
+/// COPY whose trailing option list the parser rejects (`WITH (FREEZE on)`): options never
+/// change what COPY does, so the statement is read without them.
+fn copy_without_options(
+    tokens: &[Token],
+    prepared: &dyn PreparedStatements,
+    acc: &mut Acc,
+    depth: usize,
+) -> bool {
+    let Some(last) = tokens
+        .iter()
+        .rposition(|t| !matches!(t, Token::Whitespace(_)))
+    else {
+        return false;
+    };
+    if tokens[last] != Token::RParen {
+        return false;
+    }
+    let mut level = 0usize;
+    let mut open = None;
+    for (i, token) in tokens[..=last].iter().enumerate().rev() {
+        match token {
+            Token::RParen => level += 1,
+            Token::LParen => {
+                level -= 1;
+                if level == 0 {
+                    open = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(open) = open else {
+        return false;
+    };
+    let mut kept: Vec<Token> = tokens[..open].to_vec();
+    if let Some(with) = kept
+        .iter()
+        .rposition(|t| !matches!(t, Token::Whitespace(_)))
+        && matches!(&kept[with], Token::Word(w) if w.value.eq_ignore_ascii_case("with"))
+    {
+        kept.truncate(with);
+    }
+    let dialect = PostgreSqlDialect {};
+    let Ok(statements) = Parser::new(&dialect).with_tokens(kept).parse_statements() else {
+        return false;
+    };
+    for statement in &statements {
+        walk(statement, prepared, acc, depth);
+    }
+    acc.note("COPY options the parser does not know were ignored".to_string());
+    true
+}
+
+/// Adds the classes of functions of concern called anywhere in `tokens` (`name (`).
+fn functions_of_concern(tokens: &[Token], acc: &mut Acc) {
+    let significant: Vec<&Token> = significant(tokens).collect();
+    for pair in significant.windows(2) {
+        let (Token::Word(w), Token::LParen) = (pair[0], pair[1]) else {
+            continue;
+        };
+        let name = if w.quote_style.is_some() {
+            w.value.clone()
+        } else {
+            w.value.to_lowercase()
+        };
+        match functions::concern(&name) {
+            Some(Concern::Class(class, what)) => {
+                acc.add(class, &format!("{}()", name.to_uppercase()));
+                acc.note(format!("{name}() {what}"));
+            }
+            Some(Concern::SetConfig | Concern::DynamicSql) => {
+                acc.unknown_statement(format!("{name}() in a statement the parser cannot read"));
+            }
+            None => {}
+        }
+    }
 }
 
 fn significant(tokens: &[Token]) -> impl Iterator<Item = &Token> {

@@ -5,9 +5,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, ObjectType, Query, Select, SelectItem, Set, SetExpr, Statement,
-    Value, Visit, Visitor,
+    CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects,
+    Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart, ObjectType, Query, Select,
+    SelectItem, Set, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -105,12 +105,18 @@ fn classify_part(part: Vec<Token>, prepared: &dyn PreparedStatements, acc: &mut 
     }
 }
 
-fn walk(statement: &Statement, prepared: &dyn PreparedStatements, acc: &mut Acc, depth: usize) {
+pub(super) fn walk(
+    statement: &Statement,
+    prepared: &dyn PreparedStatements,
+    acc: &mut Acc,
+    depth: usize,
+) {
     let mut walker = Walker {
         acc,
         prepared,
         depth,
         not_executed: 0,
+        table_function: None,
     };
     // The walker never breaks, so the result carries no information.
     let _ = statement.visit(&mut walker);
@@ -192,7 +198,7 @@ impl Acc {
         self.note(why);
     }
 
-    fn table(&mut self, name: &ObjectName) {
+    pub(super) fn table(&mut self, name: &ObjectName) {
         let parts: Vec<String> = name.0.iter().map(name_part).collect();
         let Some((table, qualifiers)) = parts.split_last() else {
             return;
@@ -303,7 +309,11 @@ fn first_argument(args: &FunctionArguments) -> Option<&Expr> {
     let FunctionArguments::List(list) = args else {
         return None;
     };
-    match list.args.first()? {
+    first_expr(&list.args)
+}
+
+fn first_expr(args: &[FunctionArg]) -> Option<&Expr> {
+    match args.first()? {
         FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
         | FunctionArg::Named {
             arg: FunctionArgExpr::Expr(e),
@@ -323,6 +333,9 @@ struct Walker<'a> {
     depth: usize,
     /// Inside `EXPLAIN` without `ANALYZE`: the explained statement is planned, not run.
     not_executed: usize,
+    /// A table function in FROM (`FROM generate_series(…)`) whose name the parser also
+    /// reports as a relation: it is a function call, not a table.
+    table_function: Option<ObjectName>,
 }
 
 impl Walker<'_> {
@@ -342,10 +355,7 @@ impl Walker<'_> {
                 acc.add(Class::Delete, "DELETE");
                 acc.dml(delete.selection.is_some(), delete.limit.is_some());
             }
-            Statement::Merge(_) => {
-                acc.add(Class::Write, "MERGE");
-                acc.add(Class::Delete, "MERGE");
-            }
+            Statement::Merge(merge) => merge_statement(acc, &merge.clauses),
             Statement::Truncate(_) => {
                 acc.add(Class::Delete, "TRUNCATE");
                 acc.dml(false, false);
@@ -388,8 +398,14 @@ impl Walker<'_> {
             }
             Statement::Prepare { .. } => acc.command("PREPARE"),
             Statement::Execute { name, .. } => self.execute(name.as_ref()),
-            Statement::Grant(_) => acc.add(Class::Privilege, "GRANT"),
-            Statement::Revoke(_) => acc.add(Class::Privilege, "REVOKE"),
+            Statement::Grant(grant) => {
+                acc.add(Class::Privilege, "GRANT");
+                grant_objects(acc, grant.objects.as_ref());
+            }
+            Statement::Revoke(revoke) => {
+                acc.add(Class::Privilege, "REVOKE");
+                grant_objects(acc, revoke.objects.as_ref());
+            }
             Statement::Deny(_) => acc.add(Class::Privilege, "DENY"),
             Statement::CreateRole(_) => acc.add(Class::Privilege, "CREATE ROLE"),
             Statement::AlterRole { .. } => acc.add(Class::Privilege, "ALTER ROLE"),
@@ -398,9 +414,17 @@ impl Walker<'_> {
             Statement::CreatePolicy { .. } => acc.add(Class::Privilege, "CREATE POLICY"),
             Statement::AlterPolicy { .. } => acc.add(Class::Privilege, "ALTER POLICY"),
             Statement::DropPolicy { .. } => acc.add(Class::Privilege, "DROP POLICY"),
-            Statement::Drop { object_type, .. } => match object_type {
+            Statement::Drop {
+                object_type, names, ..
+            } => match object_type {
                 ObjectType::Role | ObjectType::User => {
                     acc.add(Class::Privilege, &format!("DROP {object_type}"));
+                }
+                ObjectType::Table | ObjectType::View | ObjectType::MaterializedView => {
+                    acc.add(Class::Ddl, &format!("DROP {object_type}"));
+                    for name in names {
+                        acc.table(name);
+                    }
                 }
                 _ => acc.add(Class::Ddl, &format!("DROP {object_type}")),
             },
@@ -472,9 +496,21 @@ impl Walker<'_> {
         match query.body.as_ref() {
             SetExpr::Select(select) => {
                 acc.selects_with_where += u32::from(select.selection.is_some());
-                if select.into.is_some() {
+                if let Some(into) = &select.into {
                     acc.add(Class::Ddl, "SELECT INTO");
                     acc.note("SELECT … INTO creates a table".to_string());
+                    for target in &into.targets {
+                        match target {
+                            Expr::Identifier(i) => acc.table(&ObjectName::from(vec![i.clone()])),
+                            Expr::CompoundIdentifier(parts) => {
+                                acc.table(&ObjectName::from(parts.clone()));
+                            }
+                            other if literal_string(other).is_some() => {
+                                acc.add(Class::Export, "SELECT INTO OUTFILE");
+                            }
+                            _ => {}
+                        }
+                    }
                 } else {
                     acc.add(Class::Read, "SELECT");
                 }
@@ -559,7 +595,7 @@ impl Walker<'_> {
         }
     }
 
-    fn function(&mut self, name: &ObjectName, args: &FunctionArguments) {
+    fn function(&mut self, name: &ObjectName, first_arg: Option<&Expr>) {
         let name = last_name(name);
         let concern = functions::concern(&name);
         if !self.acc.functions.contains(&name) {
@@ -572,7 +608,7 @@ impl Walker<'_> {
                 self.acc.note(format!("{name}() {what}"));
             }
             Some(Concern::SetConfig) => {
-                let setting = first_argument(args).and_then(literal_string);
+                let setting = first_arg.and_then(literal_string);
                 self.acc.cacheable = false;
                 match setting {
                     Some(s) if !functions::is_admin_setting(&s.to_lowercase()) => {
@@ -593,7 +629,7 @@ impl Walker<'_> {
             Some(Concern::DynamicSql) => {
                 self.acc.command(&format!("{}()", name.to_uppercase()));
                 self.acc.cacheable = false;
-                match first_argument(args).and_then(literal_string) {
+                match first_arg.and_then(literal_string) {
                     Some(sql) => {
                         classify_into(&sql, self.prepared, self.acc, self.depth + 1, false);
                     }
@@ -608,6 +644,26 @@ impl Walker<'_> {
     fn column(&mut self, name: String) {
         if !self.acc.columns.contains(&name) {
             self.acc.columns.push(name);
+        }
+    }
+}
+
+/// MERGE writes, and deletes when a clause says `THEN DELETE`.
+fn merge_statement(acc: &mut Acc, clauses: &[MergeClause]) {
+    acc.add(Class::Write, "MERGE");
+    if clauses
+        .iter()
+        .any(|c| matches!(c.action, MergeAction::Delete { .. }))
+    {
+        acc.add(Class::Delete, "MERGE");
+    }
+}
+
+/// The tables and views a GRANT/REVOKE is about.
+fn grant_objects(acc: &mut Acc, objects: Option<&GrantObjects>) {
+    if let Some(GrantObjects::Tables(names) | GrantObjects::Views(names)) = objects {
+        for name in names {
+            acc.table(name);
         }
     }
 }
@@ -683,14 +739,37 @@ impl Visitor for Walker<'_> {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        match factor {
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } => {
+                self.function(name, first_expr(&args.args));
+                self.table_function = Some(name.clone());
+            }
+            TableFactor::Function { name, args, .. } => {
+                self.function(name, first_expr(args));
+                self.table_function = Some(name.clone());
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
-        self.acc.table(relation);
+        if self.table_function.as_ref() == Some(relation) {
+            self.table_function = None;
+        } else {
+            self.acc.table(relation);
+        }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         match expr {
-            Expr::Function(f) => self.function(&f.name, &f.args),
+            Expr::Function(f) => self.function(&f.name, first_argument(&f.args)),
             Expr::Identifier(i) => self.column(ident(i)),
             Expr::CompoundIdentifier(parts) => {
                 if let Some(last) = parts.last() {
