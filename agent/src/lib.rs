@@ -5,6 +5,7 @@
 //! - [`capture`] — load/attach the kernel programs, discover clusters, decode ring records.
 //! - [`session`] — correlate kernel events into sessions with a client identity.
 //! - [`event`] — the JSON event every later stage consumes (`docs/events.md`).
+//! - [`policy`] — policy files, statement classification, and the decision for a statement.
 //! - [`control`] — the local control socket (`dbward tail`).
 //! - [`config`] — `agent.toml`.
 //! - [`cli`] — one file per subcommand; the only place that uses `anyhow`.
@@ -15,4 +16,5 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod event;
+pub mod policy;
 pub mod session;

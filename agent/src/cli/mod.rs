@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod policy;
 pub mod run;
 pub mod tail;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Follow the running agent's live event stream.
     Tail(tail::TailArgs),
+    /// Check, test and explain policy files.
+    Policy(policy::PolicyArgs),
 }
 
 /// Initialises tracing on stderr.
@@ -49,5 +52,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Tail(args) => tail::run(args),
+        Command::Policy(args) => policy::run(args),
     }
 }

@@ -1,0 +1,919 @@
+//! The PostgreSQL classifier: `sqlparser`'s PostgreSQL dialect, a walk over every node of
+//! every statement (CTEs, subqueries, function arguments, PREPARE/EXPLAIN bodies), and
+//! fallbacks for what the parser cannot read.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects,
+    Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart, ObjectType, Query, Select,
+    SelectItem, Set, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::functions::{self, Concern};
+use super::{Class, ClassSet, Classification, Classifier, PreparedStatements, UnknownSources};
+
+/// How deep SQL nested in SQL (EXECUTE of a prepared statement, DO bodies, dynamic SQL
+/// literals) is followed before the rest counts as unknown.
+const MAX_NESTING: usize = 6;
+
+/// Classifies PostgreSQL statements.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PostgresClassifier;
+
+impl Classifier for PostgresClassifier {
+    fn dialect(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn classify(&self, sql: &str, prepared: &dyn PreparedStatements) -> Classification {
+        let mut acc = Acc::new();
+        classify_into(sql, prepared, &mut acc, 0, true);
+        acc.finish()
+    }
+}
+
+/// Classifies `sql` into `acc`. `top` says whether its statements are top-level ones
+/// (counted in [`Classification::statements`]) or SQL nested in another statement.
+pub(super) fn classify_into(
+    sql: &str,
+    prepared: &dyn PreparedStatements,
+    acc: &mut Acc,
+    depth: usize,
+    top: bool,
+) {
+    if depth > MAX_NESTING {
+        acc.unknown_statement("SQL nested too deeply to follow".to_string());
+        return;
+    }
+    let dialect = PostgreSqlDialect {};
+    match Parser::parse_sql(&dialect, sql) {
+        Ok(statements) => {
+            for statement in &statements {
+                if top {
+                    acc.statements += 1;
+                }
+                walk(statement, prepared, acc, depth);
+            }
+        }
+        Err(whole_error) => match Tokenizer::new(&dialect, sql).tokenize() {
+            Ok(tokens) => {
+                for part in split_statements(tokens) {
+                    if top {
+                        acc.statements += 1;
+                    }
+                    classify_part(part, prepared, acc, depth);
+                }
+            }
+            Err(_) => acc.parse_error(whole_error.to_string()),
+        },
+    }
+}
+
+/// Splits tokens at semicolons into statements, dropping empty ones.
+pub(super) fn split_statements(tokens: Vec<Token>) -> Vec<Vec<Token>> {
+    let mut parts = Vec::new();
+    let mut current = Vec::new();
+    for token in tokens {
+        if token == Token::SemiColon {
+            parts.push(std::mem::take(&mut current));
+        } else {
+            current.push(token);
+        }
+    }
+    parts.push(current);
+    parts.retain(|part| part.iter().any(|t| !matches!(t, Token::Whitespace(_))));
+    parts
+}
+
+/// Classifies one statement's tokens after the whole string failed to parse.
+fn classify_part(part: Vec<Token>, prepared: &dyn PreparedStatements, acc: &mut Acc, depth: usize) {
+    if super::fallback::classify_unparsed(&part, prepared, acc, depth) {
+        return;
+    }
+    let dialect = PostgreSqlDialect {};
+    match Parser::new(&dialect).with_tokens(part).parse_statements() {
+        Ok(statements) => {
+            for statement in &statements {
+                walk(statement, prepared, acc, depth);
+            }
+        }
+        Err(err) => acc.parse_error(err.to_string()),
+    }
+}
+
+pub(super) fn walk(
+    statement: &Statement,
+    prepared: &dyn PreparedStatements,
+    acc: &mut Acc,
+    depth: usize,
+) {
+    let mut walker = Walker {
+        acc,
+        prepared,
+        depth,
+        not_executed: 0,
+        table_function: None,
+    };
+    // The walker never breaks, so the result carries no information.
+    let _ = statement.visit(&mut walker);
+}
+
+/// The accumulated facts about a SQL string while it is walked.
+#[derive(Debug)]
+pub(super) struct Acc {
+    classes: ClassSet,
+    commands: Vec<String>,
+    tables: Vec<(Option<String>, String)>,
+    ctes: Vec<String>,
+    columns: Vec<String>,
+    functions: Vec<String>,
+    dml: u32,
+    dml_with_where: u32,
+    selects: u32,
+    selects_with_where: u32,
+    limitable: u32,
+    limited: u32,
+    pub(super) statements: usize,
+    unknown: UnknownSources,
+    parse_error: Option<String>,
+    notes: Vec<String>,
+    pub(super) cacheable: bool,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            classes: ClassSet::EMPTY,
+            commands: Vec::new(),
+            tables: Vec::new(),
+            ctes: Vec::new(),
+            columns: Vec::new(),
+            functions: Vec::new(),
+            dml: 0,
+            dml_with_where: 0,
+            selects: 0,
+            selects_with_where: 0,
+            limitable: 0,
+            limited: 0,
+            statements: 0,
+            unknown: UnknownSources::default(),
+            parse_error: None,
+            notes: Vec::new(),
+            cacheable: true,
+        }
+    }
+
+    /// Records a command and the class it puts the statement in.
+    pub(super) fn add(&mut self, class: Class, command: &str) {
+        self.classes.insert(class);
+        self.command(command);
+    }
+
+    pub(super) fn command(&mut self, command: &str) {
+        if !self.commands.iter().any(|c| c == command) {
+            self.commands.push(command.to_string());
+        }
+    }
+
+    pub(super) fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+
+    pub(super) fn parse_error(&mut self, message: String) {
+        self.classes.insert(Class::Unknown);
+        self.unknown.parse_error = true;
+        self.note(format!("could not parse: {message}"));
+        self.parse_error.get_or_insert(message);
+    }
+
+    pub(super) fn unknown_statement(&mut self, why: String) {
+        self.classes.insert(Class::Unknown);
+        self.unknown.unknown_statement = true;
+        self.note(why);
+    }
+
+    pub(super) fn table(&mut self, name: &ObjectName) {
+        let parts: Vec<String> = name.0.iter().map(name_part).collect();
+        let Some((table, qualifiers)) = parts.split_last() else {
+            return;
+        };
+        let entry = (qualifiers.last().cloned(), table.clone());
+        if !self.tables.contains(&entry) {
+            self.tables.push(entry);
+        }
+    }
+
+    fn dml(&mut self, has_where: bool, has_limit: bool) {
+        self.dml += 1;
+        self.dml_with_where += u32::from(has_where);
+        self.limitable += 1;
+        self.limited += u32::from(has_limit);
+    }
+
+    fn finish(self) -> Classification {
+        let mut tables = Vec::new();
+        let mut schemas: Vec<String> = Vec::new();
+        let mut unqualified_tables = false;
+        for (schema, table) in self.tables {
+            match schema {
+                Some(schema) => {
+                    tables.push(format!("{schema}.{table}"));
+                    if !schemas.contains(&schema) {
+                        schemas.push(schema);
+                    }
+                }
+                None if self.ctes.contains(&table) => {}
+                None => {
+                    unqualified_tables = true;
+                    tables.push(table);
+                }
+            }
+        }
+        let has_where = if self.dml > 0 {
+            self.dml_with_where == self.dml
+        } else {
+            self.selects > 0 && self.selects_with_where == self.selects
+        };
+        let mut commands = self.commands;
+        if self.statements == 0 && self.classes.is_empty() {
+            commands.push("EMPTY".to_string());
+        }
+        Classification {
+            class: self.classes.max().unwrap_or(Class::Session),
+            classes: if self.classes.is_empty() {
+                [Class::Session].into_iter().collect()
+            } else {
+                self.classes
+            },
+            commands,
+            tables,
+            schemas,
+            unqualified_tables,
+            columns: self.columns,
+            functions: self.functions,
+            has_where,
+            has_limit: self.limitable > 0 && self.limited == self.limitable,
+            statements: self.statements,
+            unknown: self.unknown,
+            parse_error: self.parse_error,
+            notes: self.notes,
+            cacheable: self.cacheable,
+        }
+    }
+}
+
+/// An identifier as PostgreSQL resolves it: unquoted names fold to lower case.
+fn ident(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn name_part(part: &ObjectNamePart) -> String {
+    match part {
+        ObjectNamePart::Identifier(i) => ident(i),
+        ObjectNamePart::Function(f) => ident(&f.name),
+    }
+}
+
+/// The last part of a possibly qualified name.
+fn last_name(name: &ObjectName) -> String {
+    name.0.last().map(name_part).unwrap_or_default()
+}
+
+/// The string value of a literal expression, if it is one.
+pub(super) fn literal_string(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s)
+            | Value::EscapedStringLiteral(s)
+            | Value::NationalStringLiteral(s)
+            | Value::UnicodeStringLiteral(s) => Some(s.clone()),
+            Value::DollarQuotedString(d) => Some(d.value.clone()),
+            _ => None,
+        },
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => literal_string(expr),
+        _ => None,
+    }
+}
+
+fn first_argument(args: &FunctionArguments) -> Option<&Expr> {
+    let FunctionArguments::List(list) = args else {
+        return None;
+    };
+    first_expr(&list.args)
+}
+
+fn first_expr(args: &[FunctionArg]) -> Option<&Expr> {
+    match args.first()? {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
+        | FunctionArg::Named {
+            arg: FunctionArgExpr::Expr(e),
+            ..
+        }
+        | FunctionArg::ExprNamed {
+            arg: FunctionArgExpr::Expr(e),
+            ..
+        } => Some(e),
+        _ => None,
+    }
+}
+
+struct Walker<'a> {
+    acc: &'a mut Acc,
+    prepared: &'a dyn PreparedStatements,
+    depth: usize,
+    /// Inside `EXPLAIN` without `ANALYZE`: the explained statement is planned, not run.
+    not_executed: usize,
+    /// A table function in FROM (`FROM generate_series(…)`) whose name the parser also
+    /// reports as a relation: it is a function call, not a table.
+    table_function: Option<ObjectName>,
+}
+
+impl Walker<'_> {
+    fn statement(&mut self, statement: &Statement) {
+        if self.not_executed > 0 {
+            return;
+        }
+        let acc = &mut *self.acc;
+        match statement {
+            Statement::Query(query) => self.query_statement(query),
+            Statement::Insert(_) => acc.add(Class::Write, "INSERT"),
+            Statement::Update(update) => {
+                acc.add(Class::Write, "UPDATE");
+                acc.dml(update.selection.is_some(), update.limit.is_some());
+            }
+            Statement::Delete(delete) => {
+                acc.add(Class::Delete, "DELETE");
+                acc.dml(delete.selection.is_some(), delete.limit.is_some());
+            }
+            Statement::Merge(merge) => merge_statement(acc, &merge.clauses),
+            Statement::Truncate(_) => {
+                acc.add(Class::Delete, "TRUNCATE");
+                acc.dml(false, false);
+            }
+            Statement::Copy {
+                source, to, target, ..
+            } => self.copy(source, *to, target),
+            Statement::Set(set) => self.set(set),
+            Statement::Reset(_) => acc.add(Class::Session, "RESET"),
+            Statement::StartTransaction { .. } => acc.add(Class::Transaction, "BEGIN"),
+            Statement::Commit { .. } => acc.add(Class::Transaction, "COMMIT"),
+            Statement::Rollback { .. } => acc.add(Class::Transaction, "ROLLBACK"),
+            Statement::Savepoint { .. } => acc.add(Class::Transaction, "SAVEPOINT"),
+            Statement::ReleaseSavepoint { .. } => acc.add(Class::Transaction, "RELEASE"),
+            Statement::ShowVariable { .. }
+            | Statement::ShowVariables { .. }
+            | Statement::ShowStatus { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ShowSchemas { .. }
+            | Statement::ShowDatabases { .. }
+            | Statement::ShowFunctions { .. } => acc.add(Class::Session, "SHOW"),
+            Statement::Discard { .. } => acc.add(Class::Session, "DISCARD"),
+            Statement::LISTEN { .. } => acc.add(Class::Session, "LISTEN"),
+            Statement::UNLISTEN { .. } => acc.add(Class::Session, "UNLISTEN"),
+            Statement::NOTIFY { .. } => acc.add(Class::Session, "NOTIFY"),
+            Statement::Deallocate { .. } => acc.add(Class::Session, "DEALLOCATE"),
+            Statement::Declare { .. } => acc.add(Class::Read, "DECLARE"),
+            Statement::Fetch { .. } => acc.add(Class::Read, "FETCH"),
+            Statement::Close { .. } => acc.add(Class::Read, "CLOSE"),
+            Statement::ExplainTable { .. } => acc.add(Class::Read, "DESCRIBE"),
+            Statement::Explain {
+                analyze, options, ..
+            } => {
+                if explain_runs_statement(*analyze, options.as_deref()) {
+                    acc.command("EXPLAIN ANALYZE");
+                } else {
+                    acc.add(Class::Read, "EXPLAIN");
+                }
+            }
+            Statement::Prepare { .. } => acc.command("PREPARE"),
+            Statement::Execute { name, .. } => self.execute(name.as_ref()),
+            Statement::Grant(grant) => {
+                acc.add(Class::Privilege, "GRANT");
+                grant_objects(acc, grant.objects.as_ref());
+            }
+            Statement::Revoke(revoke) => {
+                acc.add(Class::Privilege, "REVOKE");
+                grant_objects(acc, revoke.objects.as_ref());
+            }
+            Statement::Deny(_) => acc.add(Class::Privilege, "DENY"),
+            Statement::CreateRole(_) => acc.add(Class::Privilege, "CREATE ROLE"),
+            Statement::AlterRole { .. } => acc.add(Class::Privilege, "ALTER ROLE"),
+            Statement::CreateUser(_) => acc.add(Class::Privilege, "CREATE USER"),
+            Statement::AlterUser(_) => acc.add(Class::Privilege, "ALTER USER"),
+            Statement::CreatePolicy { .. } => acc.add(Class::Privilege, "CREATE POLICY"),
+            Statement::AlterPolicy { .. } => acc.add(Class::Privilege, "ALTER POLICY"),
+            Statement::DropPolicy { .. } => acc.add(Class::Privilege, "DROP POLICY"),
+            Statement::Drop {
+                object_type, names, ..
+            } => match object_type {
+                ObjectType::Role | ObjectType::User => {
+                    acc.add(Class::Privilege, &format!("DROP {object_type}"));
+                }
+                ObjectType::Table | ObjectType::View | ObjectType::MaterializedView => {
+                    acc.add(Class::Ddl, &format!("DROP {object_type}"));
+                    for name in names {
+                        acc.table(name);
+                    }
+                }
+                _ => acc.add(Class::Ddl, &format!("DROP {object_type}")),
+            },
+            Statement::CreateExtension { .. } => acc.add(Class::Admin, "CREATE EXTENSION"),
+            Statement::DropExtension { .. } => acc.add(Class::Admin, "DROP EXTENSION"),
+            Statement::CreateServer { .. } => acc.add(Class::Admin, "CREATE SERVER"),
+            Statement::Load { .. } => acc.add(Class::Admin, "LOAD"),
+            Statement::Install { .. } => acc.add(Class::Admin, "INSTALL"),
+            Statement::Kill { .. } => acc.add(Class::Admin, "KILL"),
+            Statement::Vacuum { .. } => acc.add(Class::Admin, "VACUUM"),
+            Statement::Analyze { .. } => acc.add(Class::Admin, "ANALYZE"),
+            Statement::Lock { .. } | Statement::LockTables { .. } => acc.add(Class::Write, "LOCK"),
+            Statement::Call(_) => {
+                acc.add(Class::Write, "CALL");
+                acc.note("CALL runs a procedure whose body is not inspected".to_string());
+            }
+            Statement::CreateView { .. }
+            | Statement::CreateTable { .. }
+            | Statement::CreateIndex { .. }
+            | Statement::CreateSchema { .. }
+            | Statement::CreateDatabase { .. }
+            | Statement::CreateFunction { .. }
+            | Statement::CreateProcedure { .. }
+            | Statement::CreateTrigger { .. }
+            | Statement::CreateSequence { .. }
+            | Statement::CreateDomain { .. }
+            | Statement::CreateType { .. }
+            | Statement::CreateCollation { .. }
+            | Statement::CreateOperator { .. }
+            | Statement::CreateOperatorFamily { .. }
+            | Statement::CreateOperatorClass { .. }
+            | Statement::AlterTable { .. }
+            | Statement::AlterSchema { .. }
+            | Statement::AlterIndex { .. }
+            | Statement::AlterView { .. }
+            | Statement::AlterFunction { .. }
+            | Statement::AlterType { .. }
+            | Statement::AlterCollation { .. }
+            | Statement::AlterOperator { .. }
+            | Statement::AlterOperatorFamily { .. }
+            | Statement::AlterOperatorClass { .. }
+            | Statement::DropFunction { .. }
+            | Statement::DropDomain { .. }
+            | Statement::DropProcedure { .. }
+            | Statement::DropTrigger { .. }
+            | Statement::DropOperator { .. }
+            | Statement::DropOperatorFamily { .. }
+            | Statement::DropOperatorClass { .. }
+            | Statement::RenameTable { .. }
+            | Statement::Comment { .. } => {
+                let command = leading_words(&statement.to_string(), 2);
+                acc.add(Class::Ddl, &command);
+            }
+            other => {
+                let command = leading_words(&other.to_string(), 2);
+                acc.command(&command);
+                acc.unknown_statement(format!(
+                    "{command} is a statement kind dbward does not know"
+                ));
+            }
+        }
+    }
+
+    fn query_statement(&mut self, query: &Query) {
+        let acc = &mut *self.acc;
+        acc.selects += 1;
+        acc.limitable += 1;
+        acc.limited += u32::from(query.limit_clause.is_some() || query.fetch.is_some());
+        match query.body.as_ref() {
+            SetExpr::Select(select) => {
+                acc.selects_with_where += u32::from(select.selection.is_some());
+                if let Some(into) = &select.into {
+                    acc.add(Class::Ddl, "SELECT INTO");
+                    acc.note("SELECT … INTO creates a table".to_string());
+                    for target in &into.targets {
+                        match target {
+                            Expr::Identifier(i) => acc.table(&ObjectName::from(vec![i.clone()])),
+                            Expr::CompoundIdentifier(parts) => {
+                                acc.table(&ObjectName::from(parts.clone()));
+                            }
+                            other if literal_string(other).is_some() => {
+                                acc.add(Class::Export, "SELECT INTO OUTFILE");
+                            }
+                            _ => {}
+                        }
+                    }
+                } else {
+                    acc.add(Class::Read, "SELECT");
+                }
+            }
+            _ => acc.add(Class::Read, "SELECT"),
+        }
+    }
+
+    fn copy(&mut self, source: &CopySource, to: bool, target: &CopyTarget) {
+        let acc = &mut *self.acc;
+        if let CopySource::Table { table_name, .. } = source {
+            acc.table(table_name);
+        }
+        match (to, target) {
+            (true, CopyTarget::Program { .. }) => {
+                acc.add(Class::Export, "COPY TO PROGRAM");
+                acc.note("COPY … TO PROGRAM runs a shell command on the server".to_string());
+            }
+            (true, CopyTarget::File { .. }) => acc.add(Class::Export, "COPY TO FILE"),
+            (true, _) => acc.add(Class::Export, "COPY TO STDOUT"),
+            (false, CopyTarget::Program { .. }) => {
+                acc.add(Class::Write, "COPY FROM PROGRAM");
+                acc.add(Class::Export, "COPY FROM PROGRAM");
+                acc.note("COPY … FROM PROGRAM runs a shell command on the server".to_string());
+            }
+            (false, CopyTarget::File { .. }) => {
+                acc.add(Class::Write, "COPY FROM FILE");
+                acc.add(Class::Export, "COPY FROM FILE");
+                acc.note("COPY … FROM a file reads a server file".to_string());
+            }
+            (false, _) => acc.add(Class::Write, "COPY FROM STDIN"),
+        }
+    }
+
+    fn set(&mut self, set: &Set) {
+        let acc = &mut *self.acc;
+        let names: Vec<String> = match set {
+            Set::SetRole { .. } => {
+                acc.add(Class::Admin, "SET ROLE");
+                return;
+            }
+            Set::SetSessionAuthorization(_) => {
+                acc.add(Class::Admin, "SET SESSION AUTHORIZATION");
+                return;
+            }
+            Set::SetTransaction { .. } => {
+                acc.add(Class::Transaction, "SET TRANSACTION");
+                return;
+            }
+            Set::SingleAssignment { variable, .. } => vec![last_name(variable)],
+            Set::ParenthesizedAssignments { variables, .. } => {
+                variables.iter().map(last_name).collect()
+            }
+            Set::MultipleAssignments { assignments } => {
+                assignments.iter().map(|a| last_name(&a.name)).collect()
+            }
+            _ => Vec::new(),
+        };
+        match names.iter().find(|n| functions::is_admin_setting(n)) {
+            Some(name) => {
+                acc.add(Class::Admin, &format!("SET {}", name.to_uppercase()));
+                acc.note(format!(
+                    "setting {name} changes who the session is or how SQL is read"
+                ));
+            }
+            None => acc.add(Class::Session, "SET"),
+        }
+    }
+
+    fn execute(&mut self, name: Option<&ObjectName>) {
+        self.acc.command("EXECUTE");
+        self.acc.cacheable = false;
+        let name = name.map(last_name).unwrap_or_default();
+        match self.prepared.prepared_sql(&name) {
+            Some(sql) => {
+                self.acc.note(format!("EXECUTE {name} runs: {sql}"));
+                classify_into(&sql, self.prepared, self.acc, self.depth + 1, false);
+            }
+            None => self.acc.unknown_statement(format!(
+                "EXECUTE {name}: the prepared statement's text is not known to dbward"
+            )),
+        }
+    }
+
+    fn function(&mut self, name: &ObjectName, first_arg: Option<&Expr>) {
+        let name = last_name(name);
+        let concern = functions::concern(&name);
+        if !self.acc.functions.contains(&name) {
+            self.acc.functions.push(name.clone());
+        }
+        match concern {
+            None => {}
+            Some(Concern::Class(class, what)) => {
+                self.acc.add(class, &format!("{}()", name.to_uppercase()));
+                self.acc.note(format!("{name}() {what}"));
+            }
+            Some(Concern::SetConfig) => {
+                let setting = first_arg.and_then(literal_string);
+                self.acc.cacheable = false;
+                match setting {
+                    Some(s) if !functions::is_admin_setting(&s.to_lowercase()) => {
+                        self.acc.add(Class::Session, "SET_CONFIG()");
+                    }
+                    Some(s) => {
+                        self.acc.add(Class::Admin, "SET_CONFIG()");
+                        self.acc
+                            .note(format!("set_config('{s}', …) changes who the session is"));
+                    }
+                    None => {
+                        self.acc.add(Class::Admin, "SET_CONFIG()");
+                        self.acc
+                            .note("set_config() with a computed setting name".to_string());
+                    }
+                }
+            }
+            Some(Concern::DynamicSql) => {
+                self.acc.command(&format!("{}()", name.to_uppercase()));
+                self.acc.cacheable = false;
+                match first_arg.and_then(literal_string) {
+                    Some(sql) => {
+                        classify_into(&sql, self.prepared, self.acc, self.depth + 1, false);
+                    }
+                    None => self
+                        .acc
+                        .unknown_statement(format!("{name}() runs SQL dbward cannot see")),
+                }
+            }
+        }
+    }
+
+    fn column(&mut self, name: String) {
+        if !self.acc.columns.contains(&name) {
+            self.acc.columns.push(name);
+        }
+    }
+}
+
+/// MERGE writes, and deletes when a clause says `THEN DELETE`.
+fn merge_statement(acc: &mut Acc, clauses: &[MergeClause]) {
+    acc.add(Class::Write, "MERGE");
+    if clauses
+        .iter()
+        .any(|c| matches!(c.action, MergeAction::Delete { .. }))
+    {
+        acc.add(Class::Delete, "MERGE");
+    }
+}
+
+/// The tables and views a GRANT/REVOKE is about.
+fn grant_objects(acc: &mut Acc, objects: Option<&GrantObjects>) {
+    if let Some(GrantObjects::Tables(names) | GrantObjects::Views(names)) = objects {
+        for name in names {
+            acc.table(name);
+        }
+    }
+}
+
+/// Whether EXPLAIN runs the statement: `ANALYZE` given as keyword or option (whatever its
+/// value, to be safe).
+fn explain_runs_statement(
+    analyze: bool,
+    options: Option<&[sqlparser::ast::UtilityOption]>,
+) -> bool {
+    analyze
+        || options
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.name.value.eq_ignore_ascii_case("analyze"))
+}
+
+fn is_plain_explain(statement: &Statement) -> bool {
+    matches!(statement, Statement::Explain { analyze, options, .. }
+        if !explain_runs_statement(*analyze, options.as_deref()))
+}
+
+/// The first `n` words of a statement's text, upper case (`CREATE TABLE`).
+pub(super) fn leading_words(sql: &str, n: usize) -> String {
+    sql.split_whitespace()
+        .take(n)
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_'))
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
+}
+
+impl Visitor for Walker<'_> {
+    type Break = ();
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
+        self.statement(statement);
+        if is_plain_explain(statement) {
+            self.not_executed += 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
+        if is_plain_explain(statement) {
+            self.not_executed -= 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                let name = ident(&cte.alias.name);
+                if !self.acc.ctes.contains(&name) {
+                    self.acc.ctes.push(name);
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+        if select.projection.iter().any(|item| {
+            matches!(
+                item,
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+            )
+        }) {
+            self.column("*".to_string());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        match factor {
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } => {
+                self.function(name, first_expr(&args.args));
+                self.table_function = Some(name.clone());
+            }
+            TableFactor::Function { name, args, .. } => {
+                self.function(name, first_expr(args));
+                self.table_function = Some(name.clone());
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        if self.table_function.as_ref() == Some(relation) {
+            self.table_function = None;
+        } else {
+            self.acc.table(relation);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Function(f) => self.function(&f.name, first_argument(&f.args)),
+            Expr::Identifier(i) => self.column(ident(i)),
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last() {
+                    self.column(ident(last));
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::NoPrepared;
+    use super::*;
+
+    fn classify(sql: &str) -> Classification {
+        PostgresClassifier.classify(sql, &NoPrepared)
+    }
+
+    #[test]
+    fn statements_get_the_class_of_their_most_dangerous_part() {
+        let cases = [
+            ("SELECT 1", Class::Read),
+            ("select * from t where id = 1", Class::Read),
+            ("INSERT INTO t VALUES (1)", Class::Write),
+            ("UPDATE t SET a = 1 WHERE id = 2", Class::Write),
+            ("DELETE FROM t", Class::Delete),
+            ("TRUNCATE t", Class::Delete),
+            ("CREATE TABLE t (id int)", Class::Ddl),
+            ("DROP TABLE t", Class::Ddl),
+            ("GRANT SELECT ON t TO bob", Class::Privilege),
+            ("REVOKE SELECT ON t FROM bob", Class::Privilege),
+            ("CREATE ROLE bob", Class::Privilege),
+            ("ALTER ROLE bob SUPERUSER", Class::Privilege),
+            ("DROP ROLE bob", Class::Privilege),
+            ("COPY t TO STDOUT", Class::Export),
+            ("COPY t TO '/tmp/x'", Class::Export),
+            ("COPY t TO PROGRAM 'curl evil'", Class::Export),
+            ("COPY t FROM STDIN", Class::Write),
+            ("SELECT pg_read_file('/etc/passwd')", Class::Export),
+            ("SELECT lo_export(1, '/tmp/x')", Class::Export),
+            ("ALTER SYSTEM SET work_mem = '1GB'", Class::Admin),
+            ("SET ROLE postgres", Class::Admin),
+            ("SET search_path = x", Class::Session),
+            ("SELECT pg_terminate_backend(42)", Class::Admin),
+            ("CREATE EXTENSION dblink", Class::Admin),
+            ("BEGIN", Class::Transaction),
+            ("COMMIT", Class::Transaction),
+            ("SHOW work_mem", Class::Session),
+            ("SELECT 1; DROP TABLE t", Class::Ddl),
+            (
+                "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+                Class::Delete,
+            ),
+            ("EXPLAIN DELETE FROM t", Class::Read),
+            ("EXPLAIN ANALYZE DELETE FROM t", Class::Delete),
+            ("EXPLAIN (ANALYZE) DELETE FROM t", Class::Delete),
+            ("PREPARE p AS DELETE FROM t", Class::Delete),
+            ("EXECUTE p", Class::Unknown),
+            (
+                "SELECT * FROM t WHERE id IN (SELECT pg_read_file('x'))",
+                Class::Export,
+            ),
+            ("SELECT set_config('role', 'postgres', false)", Class::Admin),
+            ("SELECT set_config('work_mem', '1GB', false)", Class::Read),
+            (
+                "SELECT query_to_xml('DELETE FROM t RETURNING 1', true, true, '')",
+                Class::Delete,
+            ),
+            ("this is not sql", Class::Unknown),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(classify(sql).class, want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn dml_reports_where_and_limit() {
+        let cases = [
+            ("DELETE FROM t", false, false),
+            ("DELETE FROM t WHERE id = 1", true, false),
+            ("UPDATE t SET a = 1", false, false),
+            ("UPDATE t SET a = 1 WHERE b = 2", true, false),
+            ("SELECT * FROM t WHERE a = 1 LIMIT 5", true, true),
+            ("SELECT * FROM t", false, false),
+            (
+                "UPDATE t SET a = 1 WHERE b = 2; DELETE FROM u",
+                false,
+                false,
+            ),
+            ("TRUNCATE t", false, false),
+        ];
+        for (sql, has_where, has_limit) in cases {
+            let c = classify(sql);
+            assert_eq!((c.has_where, c.has_limit), (has_where, has_limit), "{sql}");
+        }
+    }
+
+    #[test]
+    fn tables_schemas_and_functions_are_reported() {
+        let c = classify(
+            "WITH x AS (SELECT id FROM Payroll.Salaries) SELECT upper(name) FROM x JOIN \"Emp\" e ON e.id = x.id",
+        );
+        assert_eq!(
+            c.tables,
+            vec!["payroll.salaries".to_string(), "Emp".to_string()]
+        );
+        assert_eq!(c.schemas, vec!["payroll".to_string()]);
+        assert!(c.unqualified_tables);
+        assert_eq!(c.functions, vec!["upper".to_string()]);
+        assert!(c.columns.contains(&"name".to_string()));
+    }
+
+    #[test]
+    fn execute_classifies_as_the_prepared_statement_when_known() {
+        struct One;
+        impl PreparedStatements for One {
+            fn prepared_sql(&self, name: &str) -> Option<String> {
+                (name == "p").then(|| "DELETE FROM t".to_string())
+            }
+        }
+        let c = PostgresClassifier.classify("EXECUTE p", &One);
+        assert_eq!(c.class, Class::Delete);
+        assert!(!c.cacheable);
+        let c = PostgresClassifier.classify("EXECUTE q", &One);
+        assert_eq!(c.class, Class::Unknown);
+        assert!(c.unknown.unknown_statement);
+    }
+
+    #[test]
+    fn parse_errors_are_unknown_and_say_why() {
+        let c = classify("SELECT FROM WHERE (");
+        assert_eq!(c.class, Class::Unknown);
+        assert!(c.unknown.parse_error);
+        assert!(c.parse_error.is_some());
+    }
+
+    #[test]
+    fn multi_statement_strings_count_each_statement() {
+        let c = classify("BEGIN; UPDATE t SET a = 1 WHERE id = 1; COMMIT;");
+        assert_eq!(c.statements, 3);
+        assert_eq!(c.class, Class::Write);
+        assert_eq!(c.commands, vec!["BEGIN", "UPDATE", "COMMIT"]);
+    }
+}

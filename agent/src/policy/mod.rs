@@ -1,0 +1,225 @@
+//! Policy: files → model, classifier (SQL → class, tables, functions), evaluator.
+//!
+//! [`PolicySet::load_dir`] reads and validates a directory of YAML policy files;
+//! [`PolicySet::evaluate`] classifies a statement and decides its [`Outcome`] for the
+//! principal behind the session. The format is documented in `docs/policy.md`.
+
+pub mod classify;
+pub mod facts;
+pub mod glob;
+pub mod identity;
+mod load;
+pub mod model;
+pub mod outcome;
+mod rule;
+pub mod store;
+pub mod testing;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use classify::{Class, ClassSet, Classification, PreparedStatements};
+pub use facts::{Facts, FactsError};
+pub use identity::{Kind, Principal};
+pub use load::{PolicyError, PolicyErrors};
+pub use outcome::{Condition, Decision, Outcome, RuleTrace, Unmediated};
+
+use classify::NoPrepared;
+use classify::fingerprint::CachedClassifier;
+use classify::postgres::PostgresClassifier;
+use identity::Identities;
+use load::Settings;
+use rule::{Rule, Subject};
+
+/// Classifications cached per policy set (by statement fingerprint).
+const CACHE_ENTRIES: usize = 10_000;
+
+/// A loaded, validated policy: identities, rules, defaults, and the classifier.
+#[derive(Debug)]
+pub struct PolicySet {
+    files: Vec<PathBuf>,
+    content_hash: String,
+    identities: Identities,
+    rules: Vec<Rule>,
+    settings: Settings,
+    classifier: CachedClassifier,
+}
+
+/// A rule as shown to people (`dbward policy explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSummary {
+    /// The rule's name.
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+    /// Its outcome.
+    pub outcome: Outcome,
+}
+
+impl PolicySet {
+    /// Loads every `*.yaml`/`*.yml` file of `dir` (in file-name order), reporting every
+    /// problem found with file:line:column.
+    pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
+        let sources = load::read_dir(dir)?;
+        PolicySet::from_sources(&sources)
+    }
+
+    /// Builds a policy from (file name, YAML text) pairs, in order. No I/O.
+    pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyErrors> {
+        let compiled = load::compile(sources)?;
+        Ok(PolicySet {
+            files: compiled.files,
+            content_hash: compiled.content_hash,
+            identities: compiled.identities,
+            rules: compiled.rules,
+            settings: compiled.settings,
+            classifier: CachedClassifier::new(Box::new(PostgresClassifier), CACHE_ENTRIES),
+        })
+    }
+
+    /// sha256 (hex) of the policy files' names and contents.
+    pub fn content_hash(&self) -> String {
+        self.content_hash.clone()
+    }
+
+    /// The files the policy was loaded from.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// The rules, in evaluation order.
+    pub fn rules(&self) -> Vec<RuleSummary> {
+        self.rules
+            .iter()
+            .map(|r| RuleSummary {
+                name: r.name.to_string(),
+                description: r.description.clone(),
+                outcome: r.outcome.clone(),
+            })
+            .collect()
+    }
+
+    /// The outcome for statements no rule matches.
+    pub fn unmatched_outcome(&self) -> &Outcome {
+        &self.settings.unmatched
+    }
+
+    /// The statement classifier (with its fingerprint cache).
+    pub fn classifier(&self) -> &CachedClassifier {
+        &self.classifier
+    }
+
+    /// The principal behind a session with these facts.
+    pub fn principal(&self, facts: &Facts) -> Arc<Principal> {
+        self.identities.resolve(facts)
+    }
+
+    /// Classifies `sql` and decides what happens to it for the session described by
+    /// `facts`. `EXECUTE` of a prepared statement counts as unknown; use
+    /// [`PolicySet::evaluate_with`] to supply the session's prepared statements.
+    pub fn evaluate(&self, facts: &Facts, sql: &str, now: SystemTime) -> Decision {
+        self.evaluate_with(facts, sql, now, &NoPrepared)
+    }
+
+    /// [`PolicySet::evaluate`], with the session's prepared statements for `EXECUTE`.
+    pub fn evaluate_with(
+        &self,
+        facts: &Facts,
+        sql: &str,
+        now: SystemTime,
+        prepared: &dyn PreparedStatements,
+    ) -> Decision {
+        let classification = self.classifier.classify(sql, prepared);
+        self.decide(facts, classification, now)
+    }
+
+    /// Decides for an already classified statement.
+    pub fn decide(
+        &self,
+        facts: &Facts,
+        classification: Arc<Classification>,
+        now: SystemTime,
+    ) -> Decision {
+        let principal = self.identities.resolve(facts);
+        let classes = self.effective_classes(&classification);
+        let subject = Subject {
+            facts,
+            principal: &principal,
+            classification: &classification,
+            classes,
+            now,
+        };
+        let mut explanation = Vec::with_capacity(self.rules.len());
+        let mut decided: Option<&Rule> = None;
+        for rule in &self.rules {
+            let trace = rule.check(&subject);
+            if trace.matched()
+                && decided.is_none_or(|d| rule.outcome.severity() > d.outcome.severity())
+            {
+                decided = Some(rule);
+            }
+            explanation.push(trace);
+        }
+        let mut outcome =
+            decided.map_or_else(|| self.settings.unmatched.clone(), |r| r.outcome.clone());
+        let mut notes = Vec::new();
+        if outcome == Outcome::Allow && classes.contains(Class::Unknown) {
+            outcome = Outcome::Audit;
+            notes.push("a statement of unknown class is never allowed silently: raised to audit");
+        }
+        let unmediated = decided
+            .and_then(|r| r.unmediated)
+            .unwrap_or_else(|| Unmediated::for_outcome(&outcome));
+        Decision {
+            outcome,
+            rule: decided.map(|r| r.name.to_string()),
+            principal,
+            classification,
+            effective_classes: classes,
+            unmediated,
+            explanation,
+            notes,
+        }
+    }
+
+    /// The classes rules see: `unknown` from parse errors and unknown statements replaced
+    /// as `on_parse_error` / `on_unknown_statement` say.
+    fn effective_classes(&self, c: &Classification) -> ClassSet {
+        let mut classes = c.classes;
+        if !classes.contains(Class::Unknown) {
+            return classes;
+        }
+        let sources = c.unknown;
+        if !sources.parse_error && !sources.unknown_statement {
+            return classes;
+        }
+        let mut keep_unknown = false;
+        let mut replace = |applies: bool, class: Class, classes: &mut ClassSet| {
+            if applies {
+                if class == Class::Unknown {
+                    keep_unknown = true;
+                } else {
+                    classes.insert(class);
+                }
+            }
+        };
+        replace(
+            sources.parse_error,
+            self.settings.on_parse_error,
+            &mut classes,
+        );
+        replace(
+            sources.unknown_statement,
+            self.settings.on_unknown_statement,
+            &mut classes,
+        );
+        if !keep_unknown {
+            classes.remove(Class::Unknown);
+        }
+        classes
+    }
+}
+
+#[cfg(test)]
+mod tests;

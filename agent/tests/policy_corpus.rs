@@ -1,0 +1,183 @@
+//! The classification corpus (`tests/data/policy/corpus/*.sql`): every statement gets its
+//! expected class, WHERE flag, tables and functions, cached or not.
+//!
+//! Format: a line `-- expect: CLASS [where=BOOL] [tables=a,b] [functions=f,g]` followed by
+//! the statement text up to the next `-- expect:` line.
+
+use std::path::{Path, PathBuf};
+
+use dbward_agent::policy::classify::fingerprint::CachedClassifier;
+use dbward_agent::policy::classify::postgres::PostgresClassifier;
+use dbward_agent::policy::classify::{Class, Classification, Classifier, NoPrepared};
+
+struct Case {
+    file: String,
+    line: usize,
+    sql: String,
+    class: Class,
+    has_where: Option<bool>,
+    tables: Vec<String>,
+    functions: Vec<String>,
+}
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy/corpus")
+}
+
+fn parse_expect(
+    spec: &str,
+    file: &str,
+    line: usize,
+) -> (Class, Option<bool>, Vec<String>, Vec<String>) {
+    let mut words = spec.split_whitespace();
+    let class_name = words
+        .next()
+        .unwrap_or_else(|| panic!("{file}:{line}: no class"));
+    let class = Class::from_name(class_name)
+        .unwrap_or_else(|| panic!("{file}:{line}: unknown class {class_name}"));
+    let (mut has_where, mut tables, mut functions) = (None, Vec::new(), Vec::new());
+    for word in words {
+        let (key, value) = word
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{file}:{line}: `{word}` is not key=value"));
+        let list = || value.split(',').map(str::to_string).collect::<Vec<_>>();
+        match key {
+            "where" => has_where = Some(value == "true"),
+            "tables" => tables = list(),
+            "functions" => functions = list(),
+            _ => panic!("{file}:{line}: unknown expectation {key}"),
+        }
+    }
+    (class, has_where, tables, functions)
+}
+
+fn load_corpus() -> Vec<Case> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .expect("corpus directory")
+        .map(|e| e.expect("corpus entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    paths.sort();
+    let mut cases = Vec::new();
+    for path in paths {
+        let file = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        let text = std::fs::read_to_string(&path).expect("corpus file");
+        let mut current: Option<Case> = None;
+        for (i, line) in text.lines().enumerate() {
+            if let Some(spec) = line.strip_prefix("-- expect:") {
+                cases.extend(current.take());
+                let (class, has_where, tables, functions) = parse_expect(spec, &file, i + 1);
+                current = Some(Case {
+                    file: file.clone(),
+                    line: i + 1,
+                    sql: String::new(),
+                    class,
+                    has_where,
+                    tables,
+                    functions,
+                });
+            } else if let Some(case) = current.as_mut() {
+                case.sql.push_str(line);
+                case.sql.push('\n');
+            }
+        }
+        cases.extend(current);
+    }
+    for case in &mut cases {
+        case.sql = case.sql.trim().to_string();
+        assert!(
+            !case.sql.is_empty(),
+            "{}:{}: empty statement",
+            case.file,
+            case.line
+        );
+    }
+    cases
+}
+
+fn mismatches(case: &Case, got: &Classification) -> Vec<String> {
+    let mut out = Vec::new();
+    if got.class != case.class {
+        out.push(format!("class {} (expected {})", got.class, case.class));
+    }
+    if let Some(w) = case.has_where
+        && got.has_where != w
+    {
+        out.push(format!("has_where {} (expected {w})", got.has_where));
+    }
+    for t in &case.tables {
+        if !got.tables.contains(t) {
+            out.push(format!("table {t} missing from {:?}", got.tables));
+        }
+    }
+    for f in &case.functions {
+        if !got.functions.contains(f) {
+            out.push(format!("function {f} missing from {:?}", got.functions));
+        }
+    }
+    out
+}
+
+#[test]
+fn corpus_has_at_least_300_statements_of_every_class() {
+    let cases = load_corpus();
+    assert!(cases.len() >= 300, "only {} statements", cases.len());
+    for class in Class::ALL {
+        assert!(
+            cases.iter().any(|c| c.class == class),
+            "no corpus statement of class {class}"
+        );
+    }
+}
+
+#[test]
+fn every_corpus_statement_gets_its_expected_classification() {
+    let failures: Vec<String> = load_corpus()
+        .iter()
+        .filter_map(|case| {
+            let got = PostgresClassifier.classify(&case.sql, &NoPrepared);
+            let problems = mismatches(case, &got);
+            (!problems.is_empty()).then(|| {
+                format!(
+                    "{}:{}: {}\n    {}\n    notes: {:?}",
+                    case.file,
+                    case.line,
+                    case.sql.replace('\n', " "),
+                    problems.join("; "),
+                    got.notes
+                )
+            })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn cached_classification_equals_fresh_classification_for_the_corpus() {
+    let cached = CachedClassifier::new(Box::new(PostgresClassifier), 4096);
+    let cases = load_corpus();
+    for round in 0..2 {
+        for case in &cases {
+            let fresh = PostgresClassifier.classify(&case.sql, &NoPrepared);
+            let got = cached.classify(&case.sql, &NoPrepared);
+            assert_eq!(
+                (got.class, got.classes, &got.tables, &got.functions),
+                (fresh.class, fresh.classes, &fresh.tables, &fresh.functions),
+                "round {round}, {}:{}",
+                case.file,
+                case.line
+            );
+        }
+    }
+    let (hits, _) = cached.stats();
+    assert!(hits > 0, "the second round must hit the cache");
+}
