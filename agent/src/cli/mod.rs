@@ -1,5 +1,7 @@
 //! Command-line interface: one file per subcommand, `anyhow` at this edge only.
 
+pub mod audit;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,7 +19,10 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Verify the local audit log.
+    Audit(audit::AuditArgs),
+}
 
 /// Initialises tracing on stderr.
 pub fn init_tracing(verbose: u8) {
@@ -36,5 +41,7 @@ pub fn init_tracing(verbose: u8) {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Audit(args) => audit::run(args),
+    }
 }

@@ -1,0 +1,1 @@
+//! Streaming audit records to the central endpoint.
