@@ -34,7 +34,9 @@ pub enum CheckpointError {
     #[error("malformed checkpoint: {0}")]
     Malformed(String),
     /// It signs something other than the record just before it.
-    #[error("checkpoint signs seq {signed_seq} / {signed_hash} but follows seq {tip_seq} / {tip_hash}")]
+    #[error(
+        "checkpoint signs seq {signed_seq} / {signed_hash} but follows seq {tip_seq} / {tip_hash}"
+    )]
     WrongTarget {
         /// What it claims to sign.
         signed_seq: u64,
@@ -59,7 +61,12 @@ pub enum CheckpointError {
 }
 
 /// Verifies `checkpoint`, which follows `tip`, against `key`.
-pub fn verify(checkpoint: &Checkpoint, host: &str, tip: &Tip, key: &VerifyingKey) -> Result<(), CheckpointError> {
+pub fn verify(
+    checkpoint: &Checkpoint,
+    host: &str,
+    tip: &Tip,
+    key: &VerifyingKey,
+) -> Result<(), CheckpointError> {
     if checkpoint.signed_seq != tip.seq || checkpoint.signed_hash != tip.hash {
         return Err(CheckpointError::WrongTarget {
             signed_seq: checkpoint.signed_seq,
@@ -70,14 +77,20 @@ pub fn verify(checkpoint: &Checkpoint, host: &str, tip: &Tip, key: &VerifyingKey
     }
     let expected = key_id(key);
     if checkpoint.key_id != expected {
-        return Err(CheckpointError::UnknownKey { expected, found: checkpoint.key_id.clone() });
+        return Err(CheckpointError::UnknownKey {
+            expected,
+            found: checkpoint.key_id.clone(),
+        });
     }
     let raw = BASE64
         .decode(&checkpoint.signature)
         .map_err(|_| CheckpointError::BadSignature)?;
     let signature = Signature::from_slice(&raw).map_err(|_| CheckpointError::BadSignature)?;
-    key.verify(&signing_bytes(host, checkpoint.signed_seq, &checkpoint.signed_hash), &signature)
-        .map_err(|_| CheckpointError::BadSignature)
+    key.verify(
+        &signing_bytes(host, checkpoint.signed_seq, &checkpoint.signed_hash),
+        &signature,
+    )
+    .map_err(|_| CheckpointError::BadSignature)
 }
 
 #[cfg(test)]
@@ -90,12 +103,18 @@ mod tests {
 
     #[test]
     fn checkpoint_verifies_only_for_its_host_target_and_key() {
-        let tip = Tip { seq: 41, hash: "ab".repeat(32) };
+        let tip = Tip {
+            seq: 41,
+            hash: "ab".repeat(32),
+        };
         let good = make(&key(1), "db1", &tip, "periodic", Extra::new());
         let vk = key(1).verifying_key();
         assert_eq!(verify(&good, "db1", &tip, &vk), Ok(()));
 
-        let other_tip = Tip { seq: 41, hash: "cd".repeat(32) };
+        let other_tip = Tip {
+            seq: 41,
+            hash: "cd".repeat(32),
+        };
         let mut flipped = good.clone();
         flipped.signature = {
             let mut raw = BASE64.decode(&good.signature).expect("b64");
@@ -104,12 +123,34 @@ mod tests {
         };
         let mut retargeted = good.clone();
         retargeted.signed_hash = other_tip.hash.clone();
-        let cases: Vec<(&str, Checkpoint, &str, &Tip, VerifyingKey, fn(&CheckpointError) -> bool)> = vec![
-            ("other host", good.clone(), "db2", &tip, vk, |e| *e == CheckpointError::BadSignature),
-            ("other tip", good.clone(), "db1", &other_tip, vk, |e| matches!(e, CheckpointError::WrongTarget { .. })),
-            ("flipped signature", flipped, "db1", &tip, vk, |e| *e == CheckpointError::BadSignature),
-            ("retargeted", retargeted, "db1", &other_tip, vk, |e| *e == CheckpointError::BadSignature),
-            ("other key", good, "db1", &tip, key(2).verifying_key(), |e| matches!(e, CheckpointError::UnknownKey { .. })),
+        let cases: Vec<(
+            &str,
+            Checkpoint,
+            &str,
+            &Tip,
+            VerifyingKey,
+            fn(&CheckpointError) -> bool,
+        )> = vec![
+            ("other host", good.clone(), "db2", &tip, vk, |e| {
+                *e == CheckpointError::BadSignature
+            }),
+            ("other tip", good.clone(), "db1", &other_tip, vk, |e| {
+                matches!(e, CheckpointError::WrongTarget { .. })
+            }),
+            ("flipped signature", flipped, "db1", &tip, vk, |e| {
+                *e == CheckpointError::BadSignature
+            }),
+            ("retargeted", retargeted, "db1", &other_tip, vk, |e| {
+                *e == CheckpointError::BadSignature
+            }),
+            (
+                "other key",
+                good,
+                "db1",
+                &tip,
+                key(2).verifying_key(),
+                |e| matches!(e, CheckpointError::UnknownKey { .. }),
+            ),
         ];
         for (name, cp, host, t, k, is_expected) in cases {
             let err = verify(&cp, host, t, &k).expect_err(name);

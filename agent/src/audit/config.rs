@@ -90,7 +90,10 @@ mod tests {
     fn unknown_keys_are_rejected_and_missing_keys_default() {
         let parsed: AuditConfig = toml_like(r#"{"fsync_interval_ms": 50}"#).expect("parses");
         assert_eq!(parsed.fsync_interval(), Duration::from_millis(50));
-        assert_eq!(parsed.retention_max_files, AuditConfig::default().retention_max_files);
+        assert_eq!(
+            parsed.retention_max_files,
+            AuditConfig::default().retention_max_files
+        );
         assert!(toml_like::<AuditConfig>(r#"{"fsync_interval": 50}"#).is_err());
     }
 
@@ -103,8 +106,15 @@ mod tests {
             ..AuditConfig::default()
         };
         let problems = bad.check();
-        for key in ["checkpoint_every_records", "rotate_max_bytes", "queue_capacity"] {
-            assert!(problems.iter().any(|p| p.contains(key)), "{key} in {problems:?}");
+        for key in [
+            "checkpoint_every_records",
+            "rotate_max_bytes",
+            "queue_capacity",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(key)),
+                "{key} in {problems:?}"
+            );
         }
         assert!(AuditConfig::default().check().is_empty());
     }

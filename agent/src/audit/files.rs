@@ -20,7 +20,10 @@ pub fn file_name(first_seq: u64) -> String {
 
 /// The first seq encoded in an audit file name, or `None` for other files.
 pub fn parse_file_name(name: &str) -> Option<u64> {
-    name.strip_prefix("audit-")?.strip_suffix(".jsonl")?.parse().ok()
+    name.strip_prefix("audit-")?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
 }
 
 /// The audit files of `dir`, in chain order.
@@ -30,7 +33,10 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<AuditFile>> {
         let entry = entry?;
         let name = entry.file_name();
         if let Some(first_seq) = name.to_str().and_then(parse_file_name) {
-            files.push(AuditFile { first_seq, path: entry.path() });
+            files.push(AuditFile {
+                first_seq,
+                path: entry.path(),
+            });
         }
     }
     files.sort_by_key(|f| f.first_seq);
@@ -49,14 +55,26 @@ pub struct Retention {
 /// Which files to delete under `retention`, given `files` in chain order with their last
 /// modification times. The last (current) file is never chosen, and only a prefix of the
 /// chain is chosen so the remaining files stay contiguous.
-pub fn expired(files: &[(AuditFile, SystemTime)], retention: Retention, now: SystemTime) -> Vec<AuditFile> {
+pub fn expired(
+    files: &[(AuditFile, SystemTime)],
+    retention: Retention,
+    now: SystemTime,
+) -> Vec<AuditFile> {
     let Some(last) = files.len().checked_sub(1) else {
         return Vec::new();
     };
-    let over_count = if retention.max_files == 0 { 0 } else { files.len().saturating_sub(retention.max_files) };
+    let over_count = if retention.max_files == 0 {
+        0
+    } else {
+        files.len().saturating_sub(retention.max_files)
+    };
     let mut cut = over_count.min(last);
     if let Some(max_age) = retention.max_age {
-        while cut < last && now.duration_since(files[cut].1).is_ok_and(|age| age > max_age) {
+        while cut < last
+            && now
+                .duration_since(files[cut].1)
+                .is_ok_and(|age| age > max_age)
+        {
             cut += 1;
         }
     }
@@ -73,7 +91,12 @@ mod tests {
             assert_eq!(parse_file_name(&file_name(seq)), Some(seq));
         }
         assert!(file_name(9) < file_name(10));
-        for other in ["audit.pub", "audit-x.jsonl", "audit-1.json", "stream.cursor"] {
+        for other in [
+            "audit.pub",
+            "audit-x.jsonl",
+            "audit-1.json",
+            "stream.cursor",
+        ] {
             assert_eq!(parse_file_name(other), None, "{other}");
         }
     }
@@ -86,7 +109,15 @@ mod tests {
             ages_days
                 .iter()
                 .enumerate()
-                .map(|(i, age)| (AuditFile { first_seq: i as u64 * 10 + 1, path: PathBuf::from(format!("f{i}")) }, now - day * (*age as u32)))
+                .map(|(i, age)| {
+                    (
+                        AuditFile {
+                            first_seq: i as u64 * 10 + 1,
+                            path: PathBuf::from(format!("f{i}")),
+                        },
+                        now - day * (*age as u32),
+                    )
+                })
                 .collect()
         };
         let cases: [(&[u64], usize, Option<u64>, usize); 7] = [
@@ -99,9 +130,16 @@ mod tests {
             (&[9, 9, 9], 0, Some(7), 2),
         ];
         for (ages, max_files, max_age_days, expected) in cases {
-            let retention = Retention { max_files, max_age: max_age_days.map(|d| day * d as u32) };
+            let retention = Retention {
+                max_files,
+                max_age: max_age_days.map(|d| day * d as u32),
+            };
             let chosen = expired(&files(ages), retention, now);
-            assert_eq!(chosen.len(), expected, "ages {ages:?} max_files {max_files} max_age {max_age_days:?}");
+            assert_eq!(
+                chosen.len(),
+                expected,
+                "ages {ages:?} max_files {max_files} max_age {max_age_days:?}"
+            );
             for (i, f) in chosen.iter().enumerate() {
                 assert_eq!(f.path, PathBuf::from(format!("f{i}")));
             }

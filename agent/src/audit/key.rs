@@ -25,7 +25,9 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// A key file does not hold 32 hex-encoded bytes.
-    #[error("{path}: not a hex-encoded 32-byte ed25519 key ({reason}); restore it or remove it to generate a new one")]
+    #[error(
+        "{path}: not a hex-encoded 32-byte ed25519 key ({reason}); restore it or remove it to generate a new one"
+    )]
     Malformed {
         /// The key file.
         path: PathBuf,
@@ -41,14 +43,19 @@ pub struct HostKey {
 
 impl std::fmt::Debug for HostKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostKey").field("key_id", &self.key_id()).finish()
+        f.debug_struct("HostKey")
+            .field("key_id", &self.key_id())
+            .finish()
     }
 }
 
 impl HostKey {
     /// Loads the key at `path`, or generates one there (mode 0600) when the file is absent.
     pub fn load_or_generate(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io { path: path.to_owned(), source };
+        let io = |source| KeyError::Io {
+            path: path.to_owned(),
+            source,
+        };
         match fs::read_to_string(path) {
             Ok(text) => {
                 let mode = fs::metadata(path).map_err(io)?.permissions().mode();
@@ -56,7 +63,9 @@ impl HostKey {
                     tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "audit signing key is readable by others; chmod 600 it");
                 }
                 let bytes = decode_32(path, &text)?;
-                Ok(Self { signing: SigningKey::from_bytes(&bytes) })
+                Ok(Self {
+                    signing: SigningKey::from_bytes(&bytes),
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let signing = SigningKey::generate(&mut rand::rngs::OsRng);
@@ -98,7 +107,10 @@ impl HostKey {
         let path = dir.join(VERIFYING_KEY_FILE);
         let text = format!("{}\n", hex::encode(self.verifying_key().to_bytes()));
         if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            fs::write(&path, text).map_err(|source| KeyError::Io { path: path.clone(), source })?;
+            fs::write(&path, text).map_err(|source| KeyError::Io {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(path)
     }
@@ -111,7 +123,10 @@ pub fn key_id(key: &VerifyingKey) -> String {
 
 /// Reads a verifying key file (hex of 32 bytes).
 pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let text = fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
+    let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     let bytes = decode_32(path, &text)?;
     VerifyingKey::from_bytes(&bytes).map_err(|e| KeyError::Malformed {
         path: path.to_owned(),
@@ -120,7 +135,10 @@ pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
 }
 
 fn decode_32(path: &Path, text: &str) -> Result<[u8; 32], KeyError> {
-    let malformed = |reason: String| KeyError::Malformed { path: path.to_owned(), reason };
+    let malformed = |reason: String| KeyError::Malformed {
+        path: path.to_owned(),
+        reason,
+    };
     let bytes = hex::decode(text.trim()).map_err(|e| malformed(e.to_string()))?;
     bytes
         .try_into()
@@ -141,7 +159,10 @@ mod tests {
         let second = HostKey::load_or_generate(&path).expect("reload");
         assert_eq!(first.verifying_key(), second.verifying_key());
         let published = first.publish_verifying_key(dir.path()).expect("publish");
-        assert_eq!(read_verifying_key(&published).expect("read"), first.verifying_key());
+        assert_eq!(
+            read_verifying_key(&published).expect("read"),
+            first.verifying_key()
+        );
     }
 
     #[test]

@@ -48,19 +48,36 @@ impl Chain {
     fn seal_next(&mut self, payload: Map<String, Value>) -> (u64, Vec<u8>) {
         let seq = self.tip.seq + 1;
         let ts = format_ts(SystemTime::now());
-        let sealed = seal(&Header { seq, host: &self.host, ts: &ts, prev_hash: &self.tip.hash }, payload);
-        self.tip = Tip { seq, hash: sealed.hash };
+        let sealed = seal(
+            &Header {
+                seq,
+                host: &self.host,
+                ts: &ts,
+                prev_hash: &self.tip.hash,
+            },
+            payload,
+        );
+        self.tip = Tip {
+            seq,
+            hash: sealed.hash,
+        };
         self.since_checkpoint += 1;
         (seq, sealed.line)
     }
 
     fn push(&mut self, payload: Map<String, Value>) -> Result<u64, AuditError> {
         let (seq, line) = self.seal_next(payload);
-        self.tx.send(Msg::Line { seq, line }).map_err(|_| AuditError::WriterStopped)?;
+        self.tx
+            .send(Msg::Line { seq, line })
+            .map_err(|_| AuditError::WriterStopped)?;
         Ok(seq)
     }
 
-    fn seal_checkpoint(&mut self, reason: &str, extra: Extra) -> Result<(u64, Vec<u8>), AuditError> {
+    fn seal_checkpoint(
+        &mut self,
+        reason: &str,
+        extra: Extra,
+    ) -> Result<(u64, Vec<u8>), AuditError> {
         let cp = checkpoint::make(self.key.signing_key(), &self.host, &self.tip, reason, extra);
         let sealed = self.seal_next(to_payload(&AuditEvent::Checkpoint(cp))?);
         self.since_checkpoint = 0;
@@ -70,7 +87,9 @@ impl Chain {
 
     fn checkpoint(&mut self, reason: &str, extra: Extra) -> Result<u64, AuditError> {
         let (seq, line) = self.seal_checkpoint(reason, extra)?;
-        self.tx.send(Msg::Line { seq, line }).map_err(|_| AuditError::WriterStopped)?;
+        self.tx
+            .send(Msg::Line { seq, line })
+            .map_err(|_| AuditError::WriterStopped)?;
         Ok(seq)
     }
 }
@@ -108,7 +127,10 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("dir", &self.dir).field("host", &self.host).finish()
+        f.debug_struct("AuditLog")
+            .field("dir", &self.dir)
+            .field("host", &self.host)
+            .finish()
     }
 }
 
@@ -123,7 +145,10 @@ impl AuditLog {
             return Err(AuditError::Config(problems.join("; ")));
         }
         let dir = config.dir.clone();
-        fs::create_dir_all(&dir).map_err(|source| AuditError::Io { path: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| AuditError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let key = Arc::new(HostKey::load_or_generate(&config.key_file).map_err(AuditError::Key)?);
         let verifying_key = key.publish_verifying_key(&dir).map_err(AuditError::Key)?;
         let resumed = resume(&dir).map_err(AuditError::Resume)?;
@@ -144,7 +169,10 @@ impl AuditLog {
             std::thread::Builder::new()
                 .name("dbward-audit".into())
                 .spawn(move || writer.run(&chain))
-                .map_err(|source| AuditError::Io { path: dir.clone(), source })?
+                .map_err(|source| AuditError::Io {
+                    path: dir.clone(),
+                    source,
+                })?
         };
         let report = OpenReport {
             resumed_after: resumed.tip.seq,
@@ -165,7 +193,10 @@ impl AuditLog {
             "start"
         } else {
             extra.insert("resumed_after_seq".into(), Value::from(resumed.tip.seq));
-            extra.insert("truncated_bytes".into(), Value::from(resumed.truncated_bytes));
+            extra.insert(
+                "truncated_bytes".into(),
+                Value::from(resumed.truncated_bytes),
+            );
             "resume"
         };
         log.lock()?.checkpoint(reason, extra)?;
@@ -192,14 +223,18 @@ impl AuditLog {
     /// Writes and fsyncs everything appended so far; returns the last durable seq.
     pub async fn flush(&self) -> Result<u64, AuditError> {
         let (tx, rx) = oneshot::channel();
-        self.flush_tx.send(Msg::Flush(tx)).map_err(|_| AuditError::WriterStopped)?;
+        self.flush_tx
+            .send(Msg::Flush(tx))
+            .map_err(|_| AuditError::WriterStopped)?;
         rx.await.map_err(|_| AuditError::WriterStopped)
     }
 
     /// Like [`AuditLog::flush`], for threads outside an async runtime.
     pub fn flush_blocking(&self) -> Result<u64, AuditError> {
         let (tx, rx) = oneshot::channel();
-        self.flush_tx.send(Msg::Flush(tx)).map_err(|_| AuditError::WriterStopped)?;
+        self.flush_tx
+            .send(Msg::Flush(tx))
+            .map_err(|_| AuditError::WriterStopped)?;
         rx.blocking_recv().map_err(|_| AuditError::WriterStopped)
     }
 
@@ -225,12 +260,20 @@ impl AuditLog {
 
     /// Writes a final `stop` checkpoint, fsyncs and stops the writer thread. Later appends fail.
     pub fn close(&self) -> Result<(), AuditError> {
-        let Some(handle) = self.writer.lock().map_err(|_| AuditError::WriterStopped)?.take() else {
+        let Some(handle) = self
+            .writer
+            .lock()
+            .map_err(|_| AuditError::WriterStopped)?
+            .take()
+        else {
             return Ok(());
         };
         let stopped = self.lock().and_then(|mut chain| {
             chain.checkpoint("stop", Extra::new())?;
-            chain.tx.send(Msg::Close).map_err(|_| AuditError::WriterStopped)
+            chain
+                .tx
+                .send(Msg::Close)
+                .map_err(|_| AuditError::WriterStopped)
         });
         let joined = handle.join().map_err(|_| AuditError::WriterStopped)?;
         stopped.and(joined)
@@ -294,7 +337,12 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(config: &AuditConfig, current: Option<AuditFile>, rx: Receiver<Msg>, synced_tx: watch::Sender<u64>) -> Result<Self, AuditError> {
+    fn new(
+        config: &AuditConfig,
+        current: Option<AuditFile>,
+        rx: Receiver<Msg>,
+        synced_tx: watch::Sender<u64>,
+    ) -> Result<Self, AuditError> {
         let current = match current {
             Some(f) => Some(open_current(&f.path, f.first_seq)?),
             None => None,
@@ -308,7 +356,8 @@ impl Writer {
             rotate_max_age: config.rotate_max_age(),
             retention: Retention {
                 max_files: config.retention_max_files,
-                max_age: (config.retention_max_age_days > 0).then(|| Duration::from_secs(config.retention_max_age_days * 86_400)),
+                max_age: (config.retention_max_age_days > 0)
+                    .then(|| Duration::from_secs(config.retention_max_age_days * 86_400)),
             },
             rx,
             current,
@@ -331,7 +380,9 @@ impl Writer {
         let mut waiters: Vec<oneshot::Sender<u64>> = Vec::new();
         loop {
             let mut closing = false;
-            let first = self.rx.recv_timeout(next_sync.saturating_duration_since(Instant::now()));
+            let first = self
+                .rx
+                .recv_timeout(next_sync.saturating_duration_since(Instant::now()));
             let mut msg = match first {
                 Ok(msg) => Some(msg),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -378,7 +429,8 @@ impl Writer {
         let Ok(mut chain) = chain.try_lock() else {
             return Ok(());
         };
-        if chain.since_checkpoint == 0 || chain.last_checkpoint.elapsed() < self.checkpoint_interval {
+        if chain.since_checkpoint == 0 || chain.last_checkpoint.elapsed() < self.checkpoint_interval
+        {
             return Ok(());
         }
         // Everything queued before the lock was taken must be written first; nothing new can
@@ -402,7 +454,11 @@ impl Writer {
             None => true,
             Some(c) => {
                 let size = c.bytes + self.buf.len() as u64;
-                size > 0 && (size + line.len() as u64 > self.rotate_max_bytes || c.opened.elapsed().is_ok_and(|age| age >= self.rotate_max_age))
+                size > 0
+                    && (size + line.len() as u64 > self.rotate_max_bytes
+                        || c.opened
+                            .elapsed()
+                            .is_ok_and(|age| age >= self.rotate_max_age))
             }
         };
         if rotate {
@@ -424,7 +480,10 @@ impl Writer {
             return Err(AuditError::WriterStopped);
         };
         let path = self.dir.join(files::file_name(current.first_seq));
-        current.file.write_all(&self.buf).map_err(|source| AuditError::Io { path, source })?;
+        current
+            .file
+            .write_all(&self.buf)
+            .map_err(|source| AuditError::Io { path, source })?;
         current.bytes += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
@@ -433,7 +492,10 @@ impl Writer {
     fn sync(&mut self) -> Result<u64, AuditError> {
         self.write_buffer()?;
         if let Some(current) = &self.current {
-            current.file.sync_data().map_err(|source| AuditError::Io { path: self.dir.join(files::file_name(current.first_seq)), source })?;
+            current.file.sync_data().map_err(|source| AuditError::Io {
+                path: self.dir.join(files::file_name(current.first_seq)),
+                source,
+            })?;
         }
         let synced = self.buffered_seq;
         self.synced_tx.send_if_modified(|v| {
@@ -452,7 +514,10 @@ impl Writer {
         self.current = Some(open_current(&path, first_seq)?);
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|source| AuditError::Io { path: self.dir.clone(), source })?;
+            .map_err(|source| AuditError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
         tracing::debug!(path = %path.display(), "audit file started");
         self.apply_retention()
     }
@@ -464,7 +529,9 @@ impl Writer {
         };
         let mut listed = Vec::new();
         for f in files::list(&self.dir).map_err(io(&self.dir))? {
-            let modified = fs::metadata(&f.path).and_then(|m| m.modified()).map_err(io(&f.path))?;
+            let modified = fs::metadata(&f.path)
+                .and_then(|m| m.modified())
+                .map_err(io(&f.path))?;
             listed.push((f, modified));
         }
         for f in files::expired(&listed, self.retention, SystemTime::now()) {
@@ -476,9 +543,24 @@ impl Writer {
 }
 
 fn open_current(path: &Path, first_seq: u64) -> Result<Current, AuditError> {
-    let io = |source| AuditError::Io { path: path.to_owned(), source };
-    let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+    let io = |source| AuditError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
     let meta = file.metadata().map_err(io)?;
-    let opened = meta.created().or_else(|_| meta.modified()).unwrap_or_else(|_| SystemTime::now());
-    Ok(Current { file, first_seq, bytes: meta.len(), opened })
+    let opened = meta
+        .created()
+        .or_else(|_| meta.modified())
+        .unwrap_or_else(|_| SystemTime::now());
+    Ok(Current {
+        file,
+        first_seq,
+        bytes: meta.len(),
+        opened,
+    })
 }

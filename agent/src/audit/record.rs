@@ -273,7 +273,9 @@ mod tests {
         };
         seal(
             &header,
-            payload(json!({"type": "statement", "statement": "select 1", "z": {"b": 1, "a": [2, {"d": 1, "c": 2}]}})),
+            payload(
+                json!({"type": "statement", "statement": "select 1", "z": {"b": 1, "a": [2, {"d": 1, "c": 2}]}}),
+            ),
         )
     }
 
@@ -285,10 +287,16 @@ mod tests {
     fn canonical_json_sorts_keys_at_every_depth() {
         let cases = [
             (json!({"b": 1, "a": 2}), r#"{"a":2,"b":1}"#),
-            (json!({"x": {"z": null, "y": [true, {"q": 1, "p": "s"}]}}), r#"{"x":{"y":[true,{"p":"s","q":1}],"z":null}}"#),
+            (
+                json!({"x": {"z": null, "y": [true, {"q": 1, "p": "s"}]}}),
+                r#"{"x":{"y":[true,{"p":"s","q":1}],"z":null}}"#,
+            ),
             (json!({"é": 1, "e": 2, "E": 3}), r#"{"E":3,"e":2,"é":1}"#),
             (json!("tab\there \"quoted\""), r#""tab\there \"quoted\"""#),
-            (json!([1.5, -2, 18446744073709551615u64]), "[1.5,-2,18446744073709551615]"),
+            (
+                json!([1.5, -2, 18446744073709551615u64]),
+                "[1.5,-2,18446744073709551615]",
+            ),
         ];
         for (value, expected) in cases {
             let mut out = Vec::new();
@@ -305,13 +313,24 @@ mod tests {
         assert_eq!(checked.hash, s.hash);
         assert_eq!(checked.kind, "statement");
         assert_eq!(checked.record["id"], "db1:7");
-        assert!(s.line.ends_with(format!(",\"hash\":\"{}\"}}\n", s.hash).as_bytes()));
+        assert!(
+            s.line
+                .ends_with(format!(",\"hash\":\"{}\"}}\n", s.hash).as_bytes())
+        );
     }
 
     #[test]
     fn payload_cannot_override_header_fields() {
-        let header = Header { seq: 3, host: "h", ts: "t", prev_hash: GENESIS_HASH };
-        let s = seal(&header, payload(json!({"type": "x", "seq": 99, "hash": "forged", "id": "other"})));
+        let header = Header {
+            seq: 3,
+            host: "h",
+            ts: "t",
+            prev_hash: GENESIS_HASH,
+        };
+        let s = seal(
+            &header,
+            payload(json!({"type": "x", "seq": 99, "hash": "forged", "id": "other"})),
+        );
         let checked = check_line(body(&s)).expect("checks");
         assert_eq!(checked.seq, 3);
         assert_eq!(checked.record["id"], "h:3");
@@ -322,12 +341,24 @@ mod tests {
         let s = sealed(1, GENESIS_HASH);
         let text = String::from_utf8(body(&s).to_vec()).expect("utf8");
         let cases: Vec<(String, fn(&LineError) -> bool)> = vec![
-            (text.replace("select 1", "select 2"), |e| matches!(e, LineError::HashMismatch { .. })),
-            (text.replace("\"seq\":1", "\"seq\":2"), |e| matches!(e, LineError::HashMismatch { .. })),
-            (text.replacen('{', "{ ", 1), |e| matches!(e, LineError::NotCanonical)),
-            (text.replace("\"hash\"", "\"hush\""), |e| matches!(e, LineError::MissingField("hash"))),
-            (text[..text.len() - 2].to_owned(), |e| matches!(e, LineError::Unparseable(_))),
-            ("[1,2]".to_owned(), |e| matches!(e, LineError::Unparseable(_))),
+            (text.replace("select 1", "select 2"), |e| {
+                matches!(e, LineError::HashMismatch { .. })
+            }),
+            (text.replace("\"seq\":1", "\"seq\":2"), |e| {
+                matches!(e, LineError::HashMismatch { .. })
+            }),
+            (text.replacen('{', "{ ", 1), |e| {
+                matches!(e, LineError::NotCanonical)
+            }),
+            (text.replace("\"hash\"", "\"hush\""), |e| {
+                matches!(e, LineError::MissingField("hash"))
+            }),
+            (text[..text.len() - 2].to_owned(), |e| {
+                matches!(e, LineError::Unparseable(_))
+            }),
+            ("[1,2]".to_owned(), |e| {
+                matches!(e, LineError::Unparseable(_))
+            }),
         ];
         for (line, is_expected) in cases {
             let err = check_line(line.as_bytes()).expect_err(&line);
@@ -346,9 +377,24 @@ mod tests {
         let mut tip = Tip::genesis();
         tip.advance(&c1).expect("first links to genesis");
         let mut other = tip.clone();
-        assert!(matches!(other.advance(&check_line(body(&stray)).expect("checks")), Err(LinkError::PrevHashMismatch { .. })));
-        assert!(matches!(other.advance(&check_line(body(&skipped)).expect("checks")), Err(LinkError::SeqGap { expected: 2, found: 3 })));
+        assert!(matches!(
+            other.advance(&check_line(body(&stray)).expect("checks")),
+            Err(LinkError::PrevHashMismatch { .. })
+        ));
+        assert!(matches!(
+            other.advance(&check_line(body(&skipped)).expect("checks")),
+            Err(LinkError::SeqGap {
+                expected: 2,
+                found: 3
+            })
+        ));
         tip.advance(&c2).expect("second links to first");
-        assert_eq!(tip, Tip { seq: 2, hash: second.hash.clone() });
+        assert_eq!(
+            tip,
+            Tip {
+                seq: 2,
+                hash: second.hash.clone()
+            }
+        );
     }
 }

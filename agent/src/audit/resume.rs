@@ -34,7 +34,9 @@ pub enum ResumeError {
         dir: PathBuf,
     },
     /// The newest file is empty but its name does not continue the previous file.
-    #[error("{path}: empty file named for seq {named}, but the chain ends at seq {tip}; move it aside")]
+    #[error(
+        "{path}: empty file named for seq {named}, but the chain ends at seq {tip}; move it aside"
+    )]
     Misnamed {
         /// The file.
         path: PathBuf,
@@ -64,7 +66,11 @@ pub fn resume(dir: &Path) -> Result<Resumed, ResumeError> {
     };
     let list = files::list(dir).map_err(io(dir))?;
     let Some(current) = list.last().cloned() else {
-        return Ok(Resumed { tip: Tip::genesis(), current: None, truncated_bytes: 0 });
+        return Ok(Resumed {
+            tip: Tip::genesis(),
+            current: None,
+            truncated_bytes: 0,
+        });
     };
     let bytes = fs::read(&current.path).map_err(io(&current.path))?;
     let scan = scan(&bytes).map_err(|(line, reason)| ResumeError::Damaged {
@@ -75,8 +81,12 @@ pub fn resume(dir: &Path) -> Result<Resumed, ResumeError> {
     })?;
     let truncated_bytes = (bytes.len() - scan.good_len) as u64;
     if truncated_bytes > 0 {
-        let file = OpenOptions::new().write(true).open(&current.path).map_err(io(&current.path))?;
-        file.set_len(scan.good_len as u64).map_err(io(&current.path))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&current.path)
+            .map_err(io(&current.path))?;
+        file.set_len(scan.good_len as u64)
+            .map_err(io(&current.path))?;
         file.sync_all().map_err(io(&current.path))?;
         tracing::warn!(path = %current.path.display(), truncated_bytes, "truncated torn audit tail left by a crash");
     }
@@ -86,16 +96,27 @@ pub fn resume(dir: &Path) -> Result<Resumed, ResumeError> {
         None => previous_tip(dir, &list[..list.len() - 1])?,
     };
     if empty && current.first_seq != tip.seq + 1 {
-        return Err(ResumeError::Misnamed { path: current.path, named: current.first_seq, tip: tip.seq });
+        return Err(ResumeError::Misnamed {
+            path: current.path,
+            named: current.first_seq,
+            tip: tip.seq,
+        });
     }
-    Ok(Resumed { tip, current: Some(current), truncated_bytes })
+    Ok(Resumed {
+        tip,
+        current: Some(current),
+        truncated_bytes,
+    })
 }
 
 fn previous_tip(dir: &Path, earlier: &[AuditFile]) -> Result<Tip, ResumeError> {
     let Some(prev) = earlier.last() else {
         return Ok(Tip::genesis());
     };
-    let bytes = fs::read(&prev.path).map_err(|source| ResumeError::Io { path: prev.path.clone(), source })?;
+    let bytes = fs::read(&prev.path).map_err(|source| ResumeError::Io {
+        path: prev.path.clone(),
+        source,
+    })?;
     let scan = scan(&bytes).map_err(|(line, reason)| ResumeError::Damaged {
         path: prev.path.clone(),
         line,
@@ -146,9 +167,13 @@ fn scan(bytes: &[u8]) -> Result<Scan, (usize, String)> {
                 continue;
             }
         };
-        let mut next = tip.clone().unwrap_or(Tip { seq: checked.seq.saturating_sub(1), hash: checked.prev_hash.clone() });
+        let mut next = tip.clone().unwrap_or(Tip {
+            seq: checked.seq.saturating_sub(1),
+            hash: checked.prev_hash.clone(),
+        });
         // A complete, self-consistent record that does not link is never a torn write.
-        next.advance(&checked).map_err(|e| (index + 1, e.to_string()))?;
+        next.advance(&checked)
+            .map_err(|e| (index + 1, e.to_string()))?;
         tip = Some(next);
         good_len = offset;
     }
@@ -167,7 +192,15 @@ mod tests {
             .map(|seq| {
                 let mut payload = Map::new();
                 payload.insert("type".into(), Value::from("statement"));
-                let s = seal(&Header { seq, host: "h", ts: "t", prev_hash: &prev }, payload);
+                let s = seal(
+                    &Header {
+                        seq,
+                        host: "h",
+                        ts: "t",
+                        prev_hash: &prev,
+                    },
+                    payload,
+                );
                 prev = s.hash;
                 s.line
             })
@@ -182,8 +215,18 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>, Option<u64>, usize)> = vec![
             ("empty", Vec::new(), None, 0),
             ("intact", full.clone(), Some(3), full.len()),
-            ("half a line", [&l[0][..], &l[1], half].concat(), Some(2), l[0].len() + l[1].len()),
-            ("zeros after crash", [&l[0][..], &[0u8; 10], b"\n"].concat(), Some(1), l[0].len()),
+            (
+                "half a line",
+                [&l[0][..], &l[1], half].concat(),
+                Some(2),
+                l[0].len() + l[1].len(),
+            ),
+            (
+                "zeros after crash",
+                [&l[0][..], &[0u8; 10], b"\n"].concat(),
+                Some(1),
+                l[0].len(),
+            ),
             ("only a partial line", half.to_vec(), None, 0),
         ];
         for (name, bytes, tip_seq, good_len) in cases {
@@ -197,7 +240,11 @@ mod tests {
     fn damage_followed_by_valid_records_is_refused() {
         let l = lines(3);
         let cases: Vec<(&str, Vec<u8>, usize)> = vec![
-            ("garbage inside", [&l[0][..], b"garbage\n", &l[2]].concat(), 2),
+            (
+                "garbage inside",
+                [&l[0][..], b"garbage\n", &l[2]].concat(),
+                2,
+            ),
             ("deleted record at the end", [&l[0][..], &l[2]].concat(), 2),
             ("swapped records", [&l[1][..], &l[0]].concat(), 2),
         ];

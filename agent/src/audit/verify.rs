@@ -112,18 +112,34 @@ pub struct Summary {
 pub fn verify_path(path: &Path, key: &VerifyingKey) -> Result<Summary, VerifyError> {
     let paths: Vec<(PathBuf, Option<u64>)> = if path.is_dir() {
         files::list(path)
-            .map_err(|source| VerifyError::Io { path: path.to_owned(), source })?
+            .map_err(|source| VerifyError::Io {
+                path: path.to_owned(),
+                source,
+            })?
             .into_iter()
             .map(|f| (f.path, Some(f.first_seq)))
             .collect()
     } else {
-        let named = path.file_name().and_then(|n| n.to_str()).and_then(files::parse_file_name);
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(files::parse_file_name);
         vec![(path.to_owned(), named)]
     };
     if paths.is_empty() {
         return Err(VerifyError::NoFiles(path.to_owned()));
     }
-    let mut state = State { key, host: None, tip: None, from_genesis: true, records: 0, first_seq: 0, checkpoints: 0, since_checkpoint: 0, last_type: String::new() };
+    let mut state = State {
+        key,
+        host: None,
+        tip: None,
+        from_genesis: true,
+        records: 0,
+        first_seq: 0,
+        checkpoints: 0,
+        since_checkpoint: 0,
+        last_type: String::new(),
+    };
     for (file, named) in &paths {
         state.verify_file(file, *named)?;
     }
@@ -155,11 +171,21 @@ struct State<'a> {
 
 impl State<'_> {
     fn verify_file(&mut self, path: &Path, named: Option<u64>) -> Result<(), VerifyError> {
-        let io = |source| VerifyError::Io { path: path.to_owned(), source };
+        let io = |source| VerifyError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let mut reader = BufReader::new(File::open(path).map_err(io)?);
         let mut buf = Vec::with_capacity(1024);
         let mut line_no = 0;
-        let bad = |line: usize, seq: Option<u64>, problem: Problem| VerifyError::Bad(Finding { path: path.to_owned(), line, seq, problem });
+        let bad = |line: usize, seq: Option<u64>, problem: Problem| {
+            VerifyError::Bad(Finding {
+                path: path.to_owned(),
+                line,
+                seq,
+                problem,
+            })
+        };
         loop {
             buf.clear();
             if reader.read_until(b'\n', &mut buf).map_err(io)? == 0 {
@@ -174,9 +200,17 @@ impl State<'_> {
                 && let Some(named) = named
                 && named != checked.seq
             {
-                return Err(bad(line_no, Some(checked.seq), Problem::FileName { named, found: checked.seq }));
+                return Err(bad(
+                    line_no,
+                    Some(checked.seq),
+                    Problem::FileName {
+                        named,
+                        found: checked.seq,
+                    },
+                ));
             }
-            self.record(&checked).map_err(|p| bad(line_no, Some(checked.seq), p))?;
+            self.record(&checked)
+                .map_err(|p| bad(line_no, Some(checked.seq), p))?;
         }
         if line_no == 0 {
             return Err(bad(0, None, Problem::Empty));
@@ -187,13 +221,23 @@ impl State<'_> {
     fn record(&mut self, checked: &Checked) -> Result<(), Problem> {
         let host = match (&self.host, checked.record.get("id").and_then(Value::as_str)) {
             (Some(host), _) => host.clone(),
-            (None, Some(id)) => id.rsplit_once(':').map(|(h, _)| h.to_owned()).unwrap_or_default(),
+            (None, Some(id)) => id
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_owned())
+                .unwrap_or_default(),
             (None, None) => String::new(),
         };
         let expected_id = record_id(&host, checked.seq);
-        let found_id = checked.record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let found_id = checked
+            .record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if found_id != expected_id {
-            return Err(Problem::BadId { expected: expected_id, found: found_id.to_owned() });
+            return Err(Problem::BadId {
+                expected: expected_id,
+                found: found_id.to_owned(),
+            });
         }
         self.host = Some(host.clone());
         let mut tip = match self.tip.take() {
@@ -201,7 +245,10 @@ impl State<'_> {
             None => {
                 self.first_seq = checked.seq;
                 self.from_genesis = checked.seq == 1 && checked.prev_hash == GENESIS_HASH;
-                Tip { seq: checked.seq.saturating_sub(1), hash: checked.prev_hash.clone() }
+                Tip {
+                    seq: checked.seq.saturating_sub(1),
+                    hash: checked.prev_hash.clone(),
+                }
             }
         };
         let before = tip.clone();
@@ -225,5 +272,8 @@ impl State<'_> {
 
 /// The seq of a line that failed its check, when it can still be read.
 fn seq_hint(line: &[u8]) -> Option<u64> {
-    serde_json::from_slice::<Value>(line).ok()?.get("seq")?.as_u64()
+    serde_json::from_slice::<Value>(line)
+        .ok()?
+        .get("seq")?
+        .as_u64()
 }

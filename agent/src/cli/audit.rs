@@ -59,8 +59,21 @@ enum AuditCommand {
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         AuditCommand::Verify { path, key } => verify(&path, key.as_deref()),
-        AuditCommand::StressWriter { dir, key_file, host, count, fsync_interval_ms, rotate_max_bytes } => {
-            let config = AuditConfig { dir, key_file, fsync_interval_ms, rotate_max_bytes, ..AuditConfig::default() };
+        AuditCommand::StressWriter {
+            dir,
+            key_file,
+            host,
+            count,
+            fsync_interval_ms,
+            rotate_max_bytes,
+        } => {
+            let config = AuditConfig {
+                dir,
+                key_file,
+                fsync_interval_ms,
+                rotate_max_bytes,
+                ..AuditConfig::default()
+            };
             stress_writer(config, host, count)
         }
     }
@@ -70,7 +83,11 @@ fn verify(path: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
     let key_path = match key {
         Some(k) => k.to_owned(),
         None => {
-            let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
+            let dir = if path.is_dir() {
+                path
+            } else {
+                path.parent().unwrap_or(Path::new("."))
+            };
             dir.join(VERIFYING_KEY_FILE)
         }
     };
@@ -78,12 +95,26 @@ fn verify(path: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read the verifying key; give it with --key (it is `{VERIFYING_KEY_FILE}` in the audit directory)"))?;
     match verify_path(path, &key) {
         Ok(s) => {
-            println!("OK: {} record(s) in {} file(s), seq {}..{}, {} signed checkpoint(s) verified with {}", s.records, s.files, s.first_seq, s.last_seq, s.checkpoints, key_path.display());
+            println!(
+                "OK: {} record(s) in {} file(s), seq {}..{}, {} signed checkpoint(s) verified with {}",
+                s.records,
+                s.files,
+                s.first_seq,
+                s.last_seq,
+                s.checkpoints,
+                key_path.display()
+            );
             if !s.from_genesis {
-                println!("note: the chain starts at seq {} (older files removed by retention, or a single file given); it was checked from that record's prev_hash", s.first_seq);
+                println!(
+                    "note: the chain starts at seq {} (older files removed by retention, or a single file given); it was checked from that record's prev_hash",
+                    s.first_seq
+                );
             }
             if s.unsigned_tail > 0 {
-                println!("note: the last {} record(s) follow the last checkpoint and are not yet covered by a signature", s.unsigned_tail);
+                println!(
+                    "note: the last {} record(s) follow the last checkpoint and are not yet covered by a signature",
+                    s.unsigned_tail
+                );
             }
             println!("last hash: {}", s.last_hash);
             Ok(ExitCode::SUCCESS)
@@ -96,16 +127,26 @@ fn verify(path: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn stress_writer(config: AuditConfig, host: String, count: Option<u64>) -> anyhow::Result<ExitCode> {
+fn stress_writer(
+    config: AuditConfig,
+    host: String,
+    count: Option<u64>,
+) -> anyhow::Result<ExitCode> {
     let log = AuditLog::open(AuditOptions { config, host })?;
     let report = log.open_report();
-    println!("resumed_after={} truncated_bytes={}", report.resumed_after, report.truncated_bytes);
+    println!(
+        "resumed_after={} truncated_bytes={}",
+        report.resumed_after, report.truncated_bytes
+    );
     let mut n = 0u64;
     while count.is_none_or(|c| n < c) {
         n += 1;
         log.append(&AuditEvent::Statement(Statement {
             session_id: format!("s{}", n % 17),
-            statement: format!("UPDATE accounts SET balance = balance + {n} WHERE id = {}", n % 1000),
+            statement: format!(
+                "UPDATE accounts SET balance = balance + {n} WHERE id = {}",
+                n % 1000
+            ),
             outcome: "audit".into(),
             rule: Some("stress".into()),
             class: Some("write".into()),
