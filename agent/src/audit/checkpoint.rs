@@ -101,6 +101,8 @@ mod tests {
         SigningKey::from_bytes(&[seed; 32])
     }
 
+    type Case<'a> = (&'a str, Checkpoint, &'a str, &'a Tip, VerifyingKey, fn(&CheckpointError) -> bool);
+
     #[test]
     fn checkpoint_verifies_only_for_its_host_target_and_key() {
         let tip = Tip {
@@ -123,14 +125,7 @@ mod tests {
         };
         let mut retargeted = good.clone();
         retargeted.signed_hash = other_tip.hash.clone();
-        let cases: Vec<(
-            &str,
-            Checkpoint,
-            &str,
-            &Tip,
-            VerifyingKey,
-            fn(&CheckpointError) -> bool,
-        )> = vec![
+        let cases: Vec<Case<'_>> = vec![
             ("other host", good.clone(), "db2", &tip, vk, |e| {
                 *e == CheckpointError::BadSignature
             }),

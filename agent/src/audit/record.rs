@@ -336,11 +336,13 @@ mod tests {
         assert_eq!(checked.record["id"], "h:3");
     }
 
+    type IsExpected = fn(&LineError) -> bool;
+
     #[test]
     fn tampered_lines_are_rejected_with_the_reason() {
         let s = sealed(1, GENESIS_HASH);
         let text = String::from_utf8(body(&s).to_vec()).expect("utf8");
-        let cases: Vec<(String, fn(&LineError) -> bool)> = vec![
+        let cases: Vec<(String, IsExpected)> = vec![
             (text.replace("select 1", "select 2"), |e| {
                 matches!(e, LineError::HashMismatch { .. })
             }),
