@@ -12,13 +12,22 @@ use dbward_agent::audit::{Summary, verify_path};
 
 fn writer(dir: &Path, count: Option<u64>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbward"));
-    cmd.args(["audit", "stress-writer", "--host", "crash", "--fsync-interval-ms", "5", "--rotate-max-bytes", "400000"])
-        .arg("--dir")
-        .arg(dir.join("audit"))
-        .arg("--key-file")
-        .arg(dir.join("audit.key"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "audit",
+        "stress-writer",
+        "--host",
+        "crash",
+        "--fsync-interval-ms",
+        "5",
+        "--rotate-max-bytes",
+        "400000",
+    ])
+    .arg("--dir")
+    .arg(dir.join("audit"))
+    .arg("--key-file")
+    .arg(dir.join("audit.key"))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     if let Some(n) = count {
         cmd.args(["--count", &n.to_string()]);
     }
@@ -26,7 +35,14 @@ fn writer(dir: &Path, count: Option<u64>) -> Child {
 }
 
 fn bytes_on_disk(dir: &Path) -> u64 {
-    files::list(dir).map(|l| l.iter().filter_map(|f| std::fs::metadata(&f.path).ok()).map(|m| m.len()).sum()).unwrap_or(0)
+    files::list(dir)
+        .map(|l| {
+            l.iter()
+                .filter_map(|f| std::fs::metadata(&f.path).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 fn verify(dir: &Path) -> Result<Summary, VerifyError> {
@@ -44,7 +60,10 @@ fn sigkill_mid_write_leaves_a_chain_that_resumes_and_verifies() {
         let mut child = writer(tmp.path(), None);
         let deadline = Instant::now() + Duration::from_secs(60);
         while bytes_on_disk(&audit) < target {
-            assert!(Instant::now() < deadline, "round {round}: the writer made no progress");
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the writer made no progress"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         child.kill().expect("SIGKILL the writer");
@@ -52,24 +71,40 @@ fn sigkill_mid_write_leaves_a_chain_that_resumes_and_verifies() {
         match verify(&audit) {
             Ok(summary) => assert!(summary.last_seq > last_seq, "round {round}: no progress"),
             // A kill in the middle of a write leaves a torn last line, which is all that may be wrong.
-            Err(VerifyError::Bad(finding)) => assert_eq!(finding.problem, Problem::Incomplete, "round {round}: {finding}"),
+            Err(VerifyError::Bad(finding)) => assert_eq!(
+                finding.problem,
+                Problem::Incomplete,
+                "round {round}: {finding}"
+            ),
             Err(e) => panic!("round {round}: {e}"),
         }
 
-        let resumed = writer(tmp.path(), Some(100)).wait_with_output().expect("restart");
+        let resumed = writer(tmp.path(), Some(100))
+            .wait_with_output()
+            .expect("restart");
         assert!(resumed.status.success(), "round {round}: restart failed");
-        let summary = verify(&audit).unwrap_or_else(|e| panic!("round {round}: chain does not verify after restart: {e}"));
+        let summary = verify(&audit)
+            .unwrap_or_else(|e| panic!("round {round}: chain does not verify after restart: {e}"));
         assert!(summary.from_genesis);
-        assert_eq!(summary.last_type, "checkpoint", "a clean stop ends with a checkpoint");
+        assert_eq!(
+            summary.last_type, "checkpoint",
+            "a clean stop ends with a checkpoint"
+        );
         let report = String::from_utf8_lossy(&resumed.stdout);
         let resumed_after: u64 = report
             .split_whitespace()
             .find_map(|w| w.strip_prefix("resumed_after="))
             .and_then(|v| v.parse().ok())
             .expect("the writer reports where it resumed");
-        assert!(resumed_after > last_seq, "round {round}: resumed after {resumed_after}, previous end {last_seq}");
+        assert!(
+            resumed_after > last_seq,
+            "round {round}: resumed after {resumed_after}, previous end {last_seq}"
+        );
         // resume checkpoint + 100 statements + stop checkpoint (+ periodic ones) follow the resume point.
-        assert!(summary.last_seq >= resumed_after + 102, "round {round}: {summary:?}");
+        assert!(
+            summary.last_seq >= resumed_after + 102,
+            "round {round}: {summary:?}"
+        );
         last_seq = summary.last_seq;
     }
 }

@@ -35,7 +35,11 @@ fn statement(n: u64) -> AuditEvent {
 }
 
 fn write_log(config: AuditConfig, events: u64) {
-    let log = AuditLog::open(AuditOptions { config, host: "db1".into() }).expect("open log");
+    let log = AuditLog::open(AuditOptions {
+        config,
+        host: "db1".into(),
+    })
+    .expect("open log");
     for n in 0..events {
         log.append(&statement(n)).expect("append");
     }
@@ -54,11 +58,19 @@ fn only_file(dir: &Path) -> PathBuf {
 }
 
 fn lines(path: &Path) -> Vec<String> {
-    fs::read_to_string(path).expect("read").lines().map(str::to_owned).collect()
+    fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn write_lines(path: &Path, lines: &[String]) {
-    fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).expect("write");
+    fs::write(
+        path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .expect("write");
 }
 
 /// Renumbers and re-seals every record from line `from` on (0-based) so seqs, hashes and
@@ -72,20 +84,35 @@ fn reseal_from(lines: &mut [String], from: usize) {
         }
     };
     for line in lines.iter_mut().skip(from) {
-        let Value::Object(mut record) = serde_json::from_str::<Value>(line).expect("json") else { panic!("object") };
+        let Value::Object(mut record) = serde_json::from_str::<Value>(line).expect("json") else {
+            panic!("object")
+        };
         seq += 1;
         let ts = record["ts"].as_str().expect("ts").to_owned();
         for field in ["seq", "id", "ts", "prev_hash", "hash"] {
             record.remove(field);
         }
-        let sealed = seal(&Header { seq, host: "db1", ts: &ts, prev_hash: &prev }, record);
-        *line = String::from_utf8(sealed.line).expect("utf8").trim_end().to_owned();
+        let sealed = seal(
+            &Header {
+                seq,
+                host: "db1",
+                ts: &ts,
+                prev_hash: &prev,
+            },
+            record,
+        );
+        *line = String::from_utf8(sealed.line)
+            .expect("utf8")
+            .trim_end()
+            .to_owned();
         prev = sealed.hash;
     }
 }
 
 fn first_checkpoint_after(lines: &[String], after: usize) -> usize {
-    (after..lines.len()).find(|i| lines[*i].contains("\"type\":\"checkpoint\"")).expect("a checkpoint")
+    (after..lines.len())
+        .find(|i| lines[*i].contains("\"type\":\"checkpoint\""))
+        .expect("a checkpoint")
 }
 
 #[test]
@@ -100,29 +127,84 @@ fn each_kind_of_tampering_is_reported_at_the_first_bad_record() {
 
     type Tamper = fn(&mut Vec<String>);
     let cases: [(&str, Tamper, usize, fn(&Problem) -> bool); 6] = [
-        ("flip a byte in a statement", |l| l[4] = l[4].replacen("orders", "ordirs", 1), 5, |p| matches!(p, Problem::Line(dbward_agent::audit::record::LineError::HashMismatch { .. }))),
-        ("delete a line", |l| {
-            l.remove(12);
-        }, 13, |p| matches!(p, Problem::Link(dbward_agent::audit::record::LinkError::SeqGap { .. }))),
-        ("swap two lines", |l| l.swap(20, 21), 21, |p| matches!(p, Problem::Link(_))),
-        ("insert a copied line", |l| {
-            let copy = l[3].clone();
-            l.insert(8, copy);
-        }, 9, |p| matches!(p, Problem::Link(_))),
-        ("delete a line and re-seal the rest without the key", |l| {
-            l.remove(15);
-            let from = 15;
-            reseal_from(l, from);
-        }, 0, |p| matches!(p, Problem::Checkpoint(_))),
-        ("break a checkpoint signature", |l| {
-            let cp = first_checkpoint_after(l, 5);
-            let Value::Object(mut record) = serde_json::from_str::<Value>(&l[cp]).expect("json") else { panic!("object") };
-            let sig = record["signature"].as_str().expect("signature").to_owned();
-            let flipped = if sig.starts_with('A') { sig.replacen('A', "B", 1) } else { format!("A{}", &sig[1..]) };
-            record.insert("signature".into(), Value::from(flipped));
-            l[cp] = serde_json::to_string(&record).expect("json");
-            reseal_from(l, cp);
-        }, 0, |p| matches!(p, Problem::Checkpoint(dbward_agent::audit::checkpoint::CheckpointError::BadSignature))),
+        (
+            "flip a byte in a statement",
+            |l| l[4] = l[4].replacen("orders", "ordirs", 1),
+            5,
+            |p| {
+                matches!(
+                    p,
+                    Problem::Line(dbward_agent::audit::record::LineError::HashMismatch { .. })
+                )
+            },
+        ),
+        (
+            "delete a line",
+            |l| {
+                l.remove(12);
+            },
+            13,
+            |p| {
+                matches!(
+                    p,
+                    Problem::Link(dbward_agent::audit::record::LinkError::SeqGap { .. })
+                )
+            },
+        ),
+        (
+            "swap two lines",
+            |l| l.swap(20, 21),
+            21,
+            |p| matches!(p, Problem::Link(_)),
+        ),
+        (
+            "insert a copied line",
+            |l| {
+                let copy = l[3].clone();
+                l.insert(8, copy);
+            },
+            9,
+            |p| matches!(p, Problem::Link(_)),
+        ),
+        (
+            "delete a line and re-seal the rest without the key",
+            |l| {
+                l.remove(15);
+                let from = 15;
+                reseal_from(l, from);
+            },
+            0,
+            |p| matches!(p, Problem::Checkpoint(_)),
+        ),
+        (
+            "break a checkpoint signature",
+            |l| {
+                let cp = first_checkpoint_after(l, 5);
+                let Value::Object(mut record) =
+                    serde_json::from_str::<Value>(&l[cp]).expect("json")
+                else {
+                    panic!("object")
+                };
+                let sig = record["signature"].as_str().expect("signature").to_owned();
+                let flipped = if sig.starts_with('A') {
+                    sig.replacen('A', "B", 1)
+                } else {
+                    format!("A{}", &sig[1..])
+                };
+                record.insert("signature".into(), Value::from(flipped));
+                l[cp] = serde_json::to_string(&record).expect("json");
+                reseal_from(l, cp);
+            },
+            0,
+            |p| {
+                matches!(
+                    p,
+                    Problem::Checkpoint(
+                        dbward_agent::audit::checkpoint::CheckpointError::BadSignature
+                    )
+                )
+            },
+        ),
     ];
     for (name, tamper, expected_line, is_expected) in cases {
         let mut tampered = pristine.clone();
@@ -144,8 +226,14 @@ fn each_kind_of_tampering_is_reported_at_the_first_bad_record() {
     resealed.remove(15);
     reseal_from(&mut resealed, 15);
     write_lines(&file, &resealed);
-    let Err(VerifyError::Bad(finding)) = verify(&audit) else { panic!("re-sealed log must fail") };
-    assert_eq!(finding.line, first_checkpoint_after(&resealed, 15) + 1, "{finding}");
+    let Err(VerifyError::Bad(finding)) = verify(&audit) else {
+        panic!("re-sealed log must fail")
+    };
+    assert_eq!(
+        finding.line,
+        first_checkpoint_after(&resealed, 15) + 1,
+        "{finding}"
+    );
 }
 
 #[test]
@@ -153,20 +241,38 @@ fn verify_command_exits_1_naming_file_line_and_seq() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cfg = config(tmp.path());
     write_log(cfg.clone(), 25);
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_dbward")).args(args).output().expect("run dbward");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dbward"))
+            .args(args)
+            .output()
+            .expect("run dbward")
+    };
     let dir = cfg.dir.to_str().expect("utf8 path");
     let ok = run(&["audit", "verify", dir]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("OK: "));
 
     let file = only_file(&cfg.dir);
     let mut l = lines(&file);
     l.swap(9, 10);
     write_lines(&file, &l);
-    let bad = run(&["audit", "verify", dir, "--key", cfg.dir.join(VERIFYING_KEY_FILE).to_str().expect("utf8")]);
+    let bad = run(&[
+        "audit",
+        "verify",
+        dir,
+        "--key",
+        cfg.dir.join(VERIFYING_KEY_FILE).to_str().expect("utf8"),
+    ]);
     assert_eq!(bad.status.code(), Some(1));
     let out = String::from_utf8_lossy(&bad.stdout);
-    assert!(out.contains(&format!("{}:10: seq 11: seq gap", file.display())), "{out}");
+    assert!(
+        out.contains(&format!("{}:10: seq 11: seq gap", file.display())),
+        "{out}"
+    );
 
     let no_key = run(&["audit", "verify", dir, "--key", "/nonexistent/key"]);
     assert_eq!(no_key.status.code(), Some(1));
@@ -183,24 +289,41 @@ fn torn_tail_is_truncated_and_the_chain_resumes_with_a_checkpoint() {
     let mut bytes = fs::read(&file).expect("read");
     bytes.extend_from_slice(br#"{"id":"db1:99","prev_hash":"ab"#);
     fs::write(&file, &bytes).expect("write torn tail");
-    assert!(matches!(verify(&cfg.dir), Err(VerifyError::Bad(f)) if f.problem == Problem::Incomplete));
+    assert!(
+        matches!(verify(&cfg.dir), Err(VerifyError::Bad(f)) if f.problem == Problem::Incomplete)
+    );
 
-    let log = AuditLog::open(AuditOptions { config: cfg.clone(), host: "db1".into() }).expect("reopen");
+    let log = AuditLog::open(AuditOptions {
+        config: cfg.clone(),
+        host: "db1".into(),
+    })
+    .expect("reopen");
     assert_eq!(log.open_report().resumed_after, before.last_seq);
     assert_eq!(log.open_report().truncated_bytes, 30);
     let seq = log.append(&statement(1)).expect("append");
-    assert_eq!(seq, before.last_seq + 2, "resume checkpoint, then the new record");
+    assert_eq!(
+        seq,
+        before.last_seq + 2,
+        "resume checkpoint, then the new record"
+    );
     log.close().expect("close");
     let after = verify(&cfg.dir).expect("chain verifies after resume");
     assert_eq!(after.last_seq, before.last_seq + 3);
-    let resume = lines(&file).into_iter().find(|l| l.contains("\"reason\":\"resume\"")).expect("resume checkpoint");
+    let resume = lines(&file)
+        .into_iter()
+        .find(|l| l.contains("\"reason\":\"resume\""))
+        .expect("resume checkpoint");
     assert!(resume.contains("\"truncated_bytes\":30"), "{resume}");
 }
 
 #[test]
 fn rotation_continues_the_chain_and_retention_leaves_a_verifiable_suffix() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = AuditConfig { rotate_max_bytes: 8192, retention_max_files: 4, ..config(tmp.path()) };
+    let cfg = AuditConfig {
+        rotate_max_bytes: 8192,
+        retention_max_files: 4,
+        ..config(tmp.path())
+    };
     write_log(cfg.clone(), 400);
     let list = files::list(&cfg.dir).expect("list");
     assert_eq!(list.len(), 4, "retention keeps 4 files");
@@ -210,7 +333,9 @@ fn rotation_continues_the_chain_and_retention_leaves_a_verifiable_suffix() {
     assert_eq!(summary.files, 4);
 
     fs::remove_file(&list[1].path).expect("remove a middle file");
-    let Err(VerifyError::Bad(finding)) = verify(&cfg.dir) else { panic!("a gap between files must fail") };
+    let Err(VerifyError::Bad(finding)) = verify(&cfg.dir) else {
+        panic!("a gap between files must fail")
+    };
     assert_eq!(finding.path, list[2].path);
     assert_eq!(finding.line, 1);
     assert!(matches!(finding.problem, Problem::Link(_)), "{finding}");
@@ -223,15 +348,28 @@ fn flipping_any_byte_of_a_record_is_caught_at_that_record() {
     write_log(cfg.clone(), 12);
     let file = only_file(&cfg.dir);
     let pristine = fs::read(&file).expect("read");
-    let line_start = pristine.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(4).map(|(i, _)| i + 1).expect("line 6");
-    let line_end = line_start + pristine[line_start..].iter().position(|b| *b == b'\n').expect("line end");
+    let line_start = pristine
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(4)
+        .map(|(i, _)| i + 1)
+        .expect("line 6");
+    let line_end = line_start
+        + pristine[line_start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .expect("line end");
     for pos in line_start..line_end {
         let mut bytes = pristine.clone();
         bytes[pos] ^= 0x01;
         fs::write(&file, &bytes).expect("write");
         match verify(&cfg.dir) {
             Err(VerifyError::Bad(finding)) => assert_eq!(finding.line, 6, "byte {pos}: {finding}"),
-            other => panic!("byte {pos} ({:?}) flipped: expected a finding, got {other:?}", pristine[pos] as char),
+            other => panic!(
+                "byte {pos} ({:?}) flipped: expected a finding, got {other:?}",
+                pristine[pos] as char
+            ),
         }
     }
 }

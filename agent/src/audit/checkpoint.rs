@@ -101,7 +101,14 @@ mod tests {
         SigningKey::from_bytes(&[seed; 32])
     }
 
-    type Case<'a> = (&'a str, Checkpoint, &'a str, &'a Tip, VerifyingKey, fn(&CheckpointError) -> bool);
+    type Case<'a> = (
+        &'a str,
+        Checkpoint,
+        &'a str,
+        &'a Tip,
+        VerifyingKey,
+        fn(&CheckpointError) -> bool,
+    );
 
     #[test]
     fn checkpoint_verifies_only_for_its_host_target_and_key() {
