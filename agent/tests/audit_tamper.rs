@@ -126,7 +126,8 @@ fn each_kind_of_tampering_is_reported_at_the_first_bad_record() {
     verify(&audit).expect("untouched log verifies");
 
     type Tamper = fn(&mut Vec<String>);
-    let cases: [(&str, Tamper, usize, fn(&Problem) -> bool); 6] = [
+    type Case = (&'static str, Tamper, usize, fn(&Problem) -> bool);
+    let cases: [Case; 6] = [
         (
             "flip a byte in a statement",
             |l| l[4] = l[4].replacen("orders", "ordirs", 1),

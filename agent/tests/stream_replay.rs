@@ -3,6 +3,7 @@
 //! the stream only.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -94,11 +95,12 @@ async fn events(
     let (mut accepted, mut duplicates) = (0u64, 0u64);
     for event in parsed["events"].as_array().cloned().unwrap_or_default() {
         let id = event["id"].as_str().unwrap_or_default().to_owned();
-        if store.events.contains_key(&id) {
-            duplicates += 1;
-        } else {
-            store.events.insert(id, event);
-            accepted += 1;
+        match store.events.entry(id) {
+            Entry::Occupied(_) => duplicates += 1,
+            Entry::Vacant(slot) => {
+                slot.insert(event);
+                accepted += 1;
+            }
         }
     }
     store.duplicates_received += duplicates;
