@@ -6,11 +6,14 @@
 //! - [`session`] — correlate kernel events into sessions with a client identity.
 //! - [`event`] — the JSON event every later stage consumes (`docs/events.md`).
 //! - [`policy`] — policy files, statement classification, and the decision for a statement.
+//! - [`audit`] — the hash-chained local audit log, checkpoints, verify.
+//! - [`stream`] — lossless streaming of audit records to the central approver.
 //! - [`control`] — the local control socket (`dbward tail`).
 //! - [`config`] — `agent.toml`.
 //! - [`cli`] — one file per subcommand; the only place that uses `anyhow`.
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod capture;
 pub mod cli;
 pub mod config;
@@ -18,3 +21,4 @@ pub mod control;
 pub mod event;
 pub mod policy;
 pub mod session;
+pub mod stream;

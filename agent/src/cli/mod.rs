@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
 pub mod policy;
 pub mod run;
 pub mod tail;
@@ -29,6 +30,8 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Check, test and explain policy files.
     Policy(policy::PolicyArgs),
+    /// Verify the local audit log.
+    Audit(audit::AuditArgs),
 }
 
 /// Initialises tracing on stderr.
@@ -53,5 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }

@@ -1,0 +1,185 @@
+//! The typed audit events other modules append, one variant per record `type`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Extra fields a module attaches to an event beyond the typed ones; flattened into the record.
+pub type Extra = Map<String, Value>;
+
+/// One thing worth recording. Serialised with `type` as the tag and the payload flattened
+/// into the record next to `seq`, `id`, `ts`, `prev_hash` and `hash`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// The agent started.
+    AgentStart(AgentStart),
+    /// The agent is stopping.
+    AgentStop(AgentStop),
+    /// A database session was seen opening.
+    SessionStart(SessionStart),
+    /// A database session ended.
+    SessionEnd(SessionEnd),
+    /// A statement and what policy did with it.
+    Statement(Statement),
+    /// A statement is held until a human decides.
+    Hold(Hold),
+    /// A decision on a held statement arrived.
+    Decision(Decision),
+    /// The policy was (re)loaded.
+    PolicyReload(PolicyReload),
+    /// The kernel reported dropped events.
+    KernelDrops(KernelDrops),
+    /// A signed checkpoint; written by the log itself, never appended by callers.
+    Checkpoint(Checkpoint),
+}
+
+impl AuditEvent {
+    /// The record `type` this event is stored under.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::AgentStart(_) => "agent_start",
+            Self::AgentStop(_) => "agent_stop",
+            Self::SessionStart(_) => "session_start",
+            Self::SessionEnd(_) => "session_end",
+            Self::Statement(_) => "statement",
+            Self::Hold(_) => "hold",
+            Self::Decision(_) => "decision",
+            Self::PolicyReload(_) => "policy_reload",
+            Self::KernelDrops(_) => "kernel_drops",
+            Self::Checkpoint(_) => "checkpoint",
+        }
+    }
+}
+
+/// Payload of `agent_start`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentStart {
+    /// Agent version.
+    pub version: String,
+    /// Process id of the agent.
+    pub pid: u32,
+    /// Further fields.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `agent_stop`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentStop {
+    /// Why the agent stops (signal, error, ...).
+    pub reason: String,
+    /// Further fields.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `session_start`: the session facts of contracts.md go into `extra`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionStart {
+    /// Session id, unique per session on this host.
+    pub session_id: String,
+    /// Session facts (db_user, database, client_uid, exe, unit, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `session_end`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    /// Session id.
+    pub session_id: String,
+    /// Further fields (duration, statements seen, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `statement`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    /// Session id.
+    pub session_id: String,
+    /// The statement text.
+    pub statement: String,
+    /// What happened: allow, audit, deny, held, approved, denied, expired, ...
+    pub outcome: String,
+    /// Name of the matched policy rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Statement class (read, write, delete, ddl, privilege, export, admin, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Further fields (principal, tables, message, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `hold`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    /// Session id.
+    pub session_id: String,
+    /// Approval request id.
+    pub request_id: String,
+    /// Name of the rule that asked for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Further fields (approvers, quorum, expires_at, statement_sha256, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `decision`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Approval request id.
+    pub request_id: String,
+    /// approved, denied or expired.
+    pub outcome: String,
+    /// Who decided.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// The decision's signature (base64), as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Further fields (reason, decided_at, session_id, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `policy_reload`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyReload {
+    /// Hex sha256 of the loaded policy content.
+    pub content_sha256: String,
+    /// Further fields (files, rule count, errors, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `kernel_drops`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelDrops {
+    /// Events the kernel dropped since the previous report.
+    pub count: u64,
+    /// Further fields.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `checkpoint`: a signature over the previous record's `(seq, hash)`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Why it was written: start, resume, periodic, stop.
+    pub reason: String,
+    /// Seq of the record it signs (the one just before it); 0 when the log is empty.
+    pub signed_seq: u64,
+    /// Hash of that record (the genesis hash when the log is empty).
+    pub signed_hash: String,
+    /// Hex sha256 of the verifying key, to tell which key signed.
+    pub key_id: String,
+    /// Base64 ed25519 signature over [`crate::audit::checkpoint::signing_bytes`].
+    pub signature: String,
+    /// Further fields (e.g. `truncated_bytes` on resume after a crash).
+    #[serde(flatten)]
+    pub extra: Extra,
+}

@@ -1,0 +1,60 @@
+//! The local tamper-evident audit log: typed events, hash-chained JSON-lines records,
+//! signed checkpoints, rotation/retention, crash resume and verification.
+//!
+//! - [`event`] — the `AuditEvent` types callers append.
+//! - [`record`] — canonical JSON, sealing and checking records, the chain tip (pure).
+//! - [`checkpoint`] — what checkpoints sign, making and verifying them (pure).
+//! - [`key`] — the host's ed25519 key files.
+//! - [`files`] — file naming, listing, retention choice.
+//! - [`resume`] — finding the chain's end after a crash, truncating a torn tail.
+//! - [`log`] — `AuditLog`: append, writer thread, fsync, rotation.
+//! - [`verify`] — `verify_path`: find the first bad record.
+//! - [`config`] — the `[audit]` section of agent.toml.
+
+pub mod checkpoint;
+pub mod config;
+pub mod event;
+pub mod files;
+pub mod key;
+pub mod log;
+pub mod record;
+pub mod resume;
+pub mod verify;
+
+use std::path::PathBuf;
+
+pub use config::AuditConfig;
+pub use event::AuditEvent;
+pub use log::{AuditLog, AuditOptions, OpenReport};
+pub use verify::{Summary, verify_path};
+
+/// Errors of the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Invalid `[audit]` settings.
+    #[error("invalid [audit] settings: {0}")]
+    Config(String),
+    /// A file or directory operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The host key could not be loaded or written.
+    #[error(transparent)]
+    Key(#[from] key::KeyError),
+    /// The end of the chain could not be found.
+    #[error(transparent)]
+    Resume(#[from] resume::ResumeError),
+    /// An event could not be encoded.
+    #[error("cannot encode audit event: {0}")]
+    Encode(String),
+    /// Callers may not append this type.
+    #[error("`{0}` records are written by the audit log itself")]
+    ReservedType(&'static str),
+    /// The writer thread has stopped (closed, or failed: see the earlier error in the log).
+    #[error("the audit writer has stopped; see the earlier error in the agent log")]
+    WriterStopped,
+}
