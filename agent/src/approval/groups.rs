@@ -37,7 +37,10 @@ fn primary_gid(user: &CStr, name: &str) -> Result<libc::gid_t, ApprovalError> {
         )
     };
     if rc != 0 {
-        return Err(lookup_err(name, format!("getpwnam_r failed with errno {rc}")));
+        return Err(lookup_err(
+            name,
+            format!("getpwnam_r failed with errno {rc}"),
+        ));
     }
     if result.is_null() {
         return Err(lookup_err(name, "no such OS user"));

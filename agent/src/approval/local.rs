@@ -189,7 +189,10 @@ impl LocalApprovals {
 
     fn live_request(&self, id: Uuid) -> Result<ApprovalRequest, ApprovalError> {
         let mut state = self.lock();
-        let entry = state.pending.get(&id).ok_or(ApprovalError::NotFound { id })?;
+        let entry = state
+            .pending
+            .get(&id)
+            .ok_or(ApprovalError::NotFound { id })?;
         if entry.request.expires_at() <= SystemTime::now() {
             if let Some(e) = state.pending.remove(&id) {
                 e.decided.send_replace(Some(Decision::Expired));

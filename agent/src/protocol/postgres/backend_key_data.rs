@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn backend_key_data_round_trips() {
-        let m = BackendKeyData { pid: 1234, key: -99 };
+        let m = BackendKeyData {
+            pid: 1234,
+            key: -99,
+        };
         assert_eq!(BackendKeyData::from_bytes(&m.to_bytes()[5..]), Ok(m));
     }
 

@@ -25,7 +25,10 @@ fn decode(body: &[u8], message: &'static str) -> Result<(Target, String), Protoc
         b'S' => Target::Statement,
         b'P' => Target::Portal,
         other => {
-            return Err(r.invalid("target", format!("{:?} (must be 'S' or 'P')", other as char)));
+            return Err(r.invalid(
+                "target",
+                format!("{:?} (must be 'S' or 'P')", other as char),
+            ));
         }
     };
     let name = r.cstr("name")?.to_owned();

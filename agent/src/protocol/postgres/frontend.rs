@@ -69,9 +69,7 @@ impl FrontendMessage {
             b'X' => empty("Terminate", Self::Terminate),
             b'F' => Ok(Self::FunctionCall),
             b'd' | b'c' | b'f' | b'p' => Ok(Self::Passthrough(tag)),
-            other => Err(ProtocolError::UnknownMessage {
-                tag: other as char,
-            }),
+            other => Err(ProtocolError::UnknownMessage { tag: other as char }),
         }
     }
 }
@@ -83,7 +81,9 @@ mod tests {
 
     #[test]
     fn frontend_frames_decode_to_their_message() {
-        let q = Query { sql: "SELECT 1".into() };
+        let q = Query {
+            sql: "SELECT 1".into(),
+        };
         assert_eq!(
             FrontendMessage::decode(&q.to_bytes()),
             Ok(FrontendMessage::Query(q))

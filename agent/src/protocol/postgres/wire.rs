@@ -130,13 +130,19 @@ mod tests {
     #[test]
     fn cstr_without_terminator_is_truncated() {
         let mut r = Reader::new(b"abc", "Test");
-        assert!(matches!(r.cstr("name"), Err(ProtocolError::Truncated { .. })));
+        assert!(matches!(
+            r.cstr("name"),
+            Err(ProtocolError::Truncated { .. })
+        ));
     }
 
     #[test]
     fn cstr_with_bad_utf8_is_rejected() {
         let mut r = Reader::new(b"\xff\x00", "Test");
-        assert!(matches!(r.cstr("name"), Err(ProtocolError::InvalidUtf8 { .. })));
+        assert!(matches!(
+            r.cstr("name"),
+            Err(ProtocolError::InvalidUtf8 { .. })
+        ));
     }
 
     #[test]
