@@ -7,11 +7,11 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{Pg, PrefixGate, ShimOptions, psql, start_shim, statements, stderr, stdout};
 use dbward_agent::approval::local::ApproverIdentity;
 use dbward_agent::approval::{LocalApprovals, NoApprovals, PendingApproval};
 use dbward_agent::shim::events::{Action, Verdict};
 use dbward_agent::shim::{ShimEvent, StatementGate};
-use common::{Pg, PrefixGate, ShimOptions, psql, start_shim, statements, stderr, stdout};
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("blocking task")
@@ -34,7 +34,10 @@ async fn wait_pending(store: &LocalApprovals) -> PendingApproval {
         if let Some(p) = store.list().into_iter().next() {
             return p;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no request was filed");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no request was filed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -56,11 +59,21 @@ async fn denied_statement_never_reaches_server_and_session_goes_on() {
     let port = shim.port();
     let file = sql_file(&pg, "deny.sql", "DELETE FROM t;\nSELECT 'still here';\n");
     let out = blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-f", &file])).await;
-    assert!(stderr(&out).contains("ERROR:  no deletes on t"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ERROR:  no deletes on t"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stdout(&out).trim(), "still here");
     assert_eq!(count(&pg), "3", "the DELETE never ran");
     let verbose = blocking(move || {
-        psql("127.0.0.1", port, "postgres", &[("PGOPTIONS", "")], &["-v", "VERBOSITY=verbose", "-c", "DELETE FROM t"])
+        psql(
+            "127.0.0.1",
+            port,
+            "postgres",
+            &[("PGOPTIONS", "")],
+            &["-v", "VERBOSITY=verbose", "-c", "DELETE FROM t"],
+        )
     })
     .await;
     assert!(stderr(&verbose).contains("42501"), "{}", stderr(&verbose));
@@ -95,7 +108,11 @@ async fn deny_inside_a_transaction_fails_it_like_postgres() {
         "later statements fail as in PostgreSQL: {err}"
     );
     assert!(stdout(&out).contains("ROLLBACK") || !stdout(&out).contains("COMMIT"));
-    assert_eq!(count(&pg), "3", "the INSERT was rolled back with the transaction");
+    assert_eq!(
+        count(&pg),
+        "3",
+        "the INSERT was rolled back with the transaction"
+    );
     shim.stop().await;
 }
 
@@ -109,7 +126,8 @@ async fn gate_failure_fails_closed() {
     };
     let shim = start_shim(&pg, ShimOptions::new(Arc::new(gate))).await;
     let port = shim.port();
-    let out = blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-c", "DELETE FROM t"])).await;
+    let out =
+        blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-c", "DELETE FROM t"])).await;
     assert!(
         stderr(&out).contains("policy could not be evaluated"),
         "{}",
@@ -128,7 +146,8 @@ async fn require_approval_without_approval_path_is_denied_with_reason() {
     opts.approvals = Arc::new(NoApprovals);
     let shim = start_shim(&pg, opts).await;
     let port = shim.port();
-    let out = blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-c", "DELETE FROM t"])).await;
+    let out =
+        blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-c", "DELETE FROM t"])).await;
     assert!(
         stderr(&out).contains("approval path is unavailable"),
         "{}",
@@ -154,28 +173,53 @@ async fn held_statement_runs_after_approval_and_others_are_not_delayed() {
             port,
             "postgres",
             &[],
-            &["-c", "/* dbward-reason: INC-7 cleanup */ DELETE FROM t WHERE id > 1"],
+            &[
+                "-c",
+                "/* dbward-reason: INC-7 cleanup */ DELETE FROM t WHERE id > 1",
+            ],
         )
     });
     let pending = wait_pending(&store).await;
     assert_eq!(pending.request.reason.as_deref(), Some("INC-7 cleanup"));
     assert_eq!(pending.request.rule, "hold-delete");
     let started = Instant::now();
-    let other = blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-c", "SELECT count(*) FROM t"])).await;
+    let other = blocking(move || {
+        psql(
+            "127.0.0.1",
+            port,
+            "postgres",
+            &[],
+            &["-c", "SELECT count(*) FROM t"],
+        )
+    })
+    .await;
     assert_eq!(stdout(&other).trim(), "3", "{}", stderr(&other));
-    assert!(started.elapsed() < Duration::from_secs(5), "other session not delayed");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "other session not delayed"
+    );
     assert_eq!(count(&pg), "3", "held statement has not run yet");
     store
         .approve(pending.request.request_id, &approver("postgres"), None)
         .expect("approve");
     let out = held.await.expect("psql");
     let id = pending.request.request_id.to_string();
-    assert!(stderr(&out).contains(&format!("NOTICE:  dbward: statement held for approval, request {id}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "NOTICE:  dbward: statement held for approval, request {id}"
+        )),
+        "{}",
+        stderr(&out)
+    );
     assert!(stdout(&out).contains("DELETE 2"), "{}", stdout(&out));
     assert_eq!(count(&pg), "1");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let events = shim.drain_events();
-    assert!(events.iter().any(|e| matches!(e, ShimEvent::Decision { outcome, .. } if outcome == "approved")));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ShimEvent::Decision { outcome, .. } if outcome == "approved"))
+    );
     let forwarded = statements(&events)
         .into_iter()
         .find(|s| s.request_id == Some(pending.request.request_id))
@@ -200,7 +244,9 @@ async fn held_statement_denied_or_expired_returns_error_with_request_id() {
     let port = shim.port();
     let file = sql_file(&pg, "held.sql", "DELETE FROM t;\nSELECT 'after deny';\n");
     let socket_dir = shim.socket_dir.display().to_string();
-    let held = tokio::task::spawn_blocking(move || psql(&socket_dir, port, "postgres", &[], &["-f", &file]));
+    let held = tokio::task::spawn_blocking(move || {
+        psql(&socket_dir, port, "postgres", &[], &["-f", &file])
+    });
     let pending = wait_pending(&store).await;
     let id = pending.request.request_id;
     assert_eq!(
@@ -216,20 +262,42 @@ async fn held_statement_denied_or_expired_returns_error_with_request_id() {
         "the requester's own OS user cannot approve"
     );
     store
-        .deny(id, &approver("postgres"), Some("not during business hours".into()))
+        .deny(
+            id,
+            &approver("postgres"),
+            Some("not during business hours".into()),
+        )
         .expect("deny");
     let out = held.await.expect("psql");
     let err = stderr(&out);
     assert!(
-        err.contains(&format!("request {id} was denied by postgres: not during business hours")),
+        err.contains(&format!(
+            "request {id} was denied by postgres: not during business hours"
+        )),
         "{err}"
     );
     assert_eq!(stdout(&out).trim(), "after deny", "session goes on");
     assert_eq!(count(&pg), "3");
 
-    let expired = blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-c", "UPDATE t SET id = 0"])).await;
-    assert!(stderr(&expired).contains("expired after 1s"), "{}", stderr(&expired));
-    assert_eq!(pg.psql_direct("SELECT count(*) FROM t WHERE id = 0").trim(), "0");
+    let expired = blocking(move || {
+        psql(
+            "127.0.0.1",
+            port,
+            "postgres",
+            &[],
+            &["-c", "UPDATE t SET id = 0"],
+        )
+    })
+    .await;
+    assert!(
+        stderr(&expired).contains("expired after 1s"),
+        "{}",
+        stderr(&expired)
+    );
+    assert_eq!(
+        pg.psql_direct("SELECT count(*) FROM t WHERE id = 0").trim(),
+        "0"
+    );
     shim.stop().await;
 }
 
@@ -243,19 +311,39 @@ async fn reason_required_rule_denies_without_justification_and_accepts_session_r
     opts.approvals = store.clone();
     let shim = start_shim(&pg, opts).await;
     let port = shim.port();
-    let out = blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-c", "DELETE FROM t"])).await;
-    assert!(stderr(&out).contains("requires a justification"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("dbward-reason"), "says how to give it: {}", stderr(&out));
+    let out =
+        blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-c", "DELETE FROM t"])).await;
+    assert!(
+        stderr(&out).contains("requires a justification"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("dbward-reason"),
+        "says how to give it: {}",
+        stderr(&out)
+    );
     assert!(store.list().is_empty());
-    let file = sql_file(&pg, "reason.sql", "SET dbward.reason = 'quarterly purge';\nDELETE FROM t;\n");
-    let held = tokio::task::spawn_blocking(move || psql("127.0.0.1", port, "postgres", &[], &["-f", &file]));
+    let file = sql_file(
+        &pg,
+        "reason.sql",
+        "SET dbward.reason = 'quarterly purge';\nDELETE FROM t;\n",
+    );
+    let held = tokio::task::spawn_blocking(move || {
+        psql("127.0.0.1", port, "postgres", &[], &["-f", &file])
+    });
     let pending = wait_pending(&store).await;
     assert_eq!(pending.request.reason.as_deref(), Some("quarterly purge"));
     store
         .approve(pending.request.request_id, &approver("postgres"), None)
         .expect("approve");
     let out = held.await.expect("psql");
-    assert!(stdout(&out).contains("DELETE 3"), "{} {}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("DELETE 3"),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
     shim.stop().await;
 }
 
@@ -269,7 +357,16 @@ async fn client_disconnect_while_held_cancels_the_request() {
     opts.approvals = store.clone();
     let mut shim = start_shim(&pg, opts).await;
     let mut child = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
-        .args(["-X", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-p"])
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-p",
+        ])
         .arg(shim.port().to_string())
         .args(["-c", "DELETE FROM t"])
         .stdout(std::process::Stdio::null())
@@ -281,7 +378,10 @@ async fn client_disconnect_while_held_cancels_the_request() {
     child.wait().expect("reap psql");
     let start = Instant::now();
     while !store.list().is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(10), "request still pending");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "request still pending"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -297,6 +397,8 @@ async fn client_disconnect_while_held_cancels_the_request() {
 fn prefix_gate_matches_after_leading_comment() {
     let gate = PrefixGate::default().deny("delete", "x");
     let facts = dbward_agent::shim::SessionFacts::default();
-    let v = gate.evaluate(&facts, "/* dbward-reason: y */ DELETE FROM t").expect("verdict");
+    let v = gate
+        .evaluate(&facts, "/* dbward-reason: y */ DELETE FROM t")
+        .expect("verdict");
     assert!(matches!(v, dbward_agent::shim::GateVerdict::Deny { .. }));
 }

@@ -72,7 +72,13 @@ async fn psql_over_tls_is_terminated_by_the_shim_and_equals_direct() {
     let shim = start_shim(&pg, opts).await;
     let port = shim.port();
     let info = blocking(move || {
-        psql("127.0.0.1", port, "postgres", &[("PGSSLMODE", "require")], &["-c", "\\conninfo"])
+        psql(
+            "127.0.0.1",
+            port,
+            "postgres",
+            &[("PGSSLMODE", "require")],
+            &["-c", "\\conninfo"],
+        )
     })
     .await;
     assert!(
@@ -86,7 +92,8 @@ async fn psql_over_tls_is_terminated_by_the_shim_and_equals_direct() {
         move || workload("127.0.0.1".into(), port, vec![])
     })
     .await;
-    let via_tls = blocking(move || workload("127.0.0.1".into(), port, vec![("PGSSLMODE", "require")])).await;
+    let via_tls =
+        blocking(move || workload("127.0.0.1".into(), port, vec![("PGSSLMODE", "require")])).await;
     assert_eq!(via_tls, direct);
     shim.stop().await;
 }
@@ -108,7 +115,13 @@ async fn plain_shim_answers_ssl_request_with_no_and_gssenc_is_refused() {
     .await;
     assert_eq!(stdout(&prefer).trim(), "plain ok", "{}", stderr(&prefer));
     let require = blocking(move || {
-        psql("127.0.0.1", port, "postgres", &[("PGSSLMODE", "require")], &["-c", "SELECT 1"])
+        psql(
+            "127.0.0.1",
+            port,
+            "postgres",
+            &[("PGSSLMODE", "require")],
+            &["-c", "SELECT 1"],
+        )
     })
     .await;
     assert!(!require.status.success());
@@ -123,12 +136,24 @@ async fn scram_and_md5_authentication_pass_through() {
     let port = shim.port();
     for (user, password) in [SCRAM_USER, MD5_USER] {
         let ok = blocking(move || {
-            psql("127.0.0.1", port, user, &[("PGPASSWORD", password)], &["-c", "SELECT current_user"])
+            psql(
+                "127.0.0.1",
+                port,
+                user,
+                &[("PGPASSWORD", password)],
+                &["-c", "SELECT current_user"],
+            )
         })
         .await;
         assert_eq!(stdout(&ok).trim(), user, "{}", stderr(&ok));
         let bad = blocking(move || {
-            psql("127.0.0.1", port, user, &[("PGPASSWORD", "wrong")], &["-c", "SELECT 1"])
+            psql(
+                "127.0.0.1",
+                port,
+                user,
+                &[("PGPASSWORD", "wrong")],
+                &["-c", "SELECT 1"],
+            )
         })
         .await;
         assert!(!bad.status.success());
@@ -159,16 +184,30 @@ async fn pgbench_simple_extended_and_prepared_run_every_transaction() {
     let init = blocking(move || pgbench(port, &["-i", "-s", "1", "-q"])).await;
     assert!(init.status.success(), "{}", stderr(&init));
     for mode in ["simple", "extended", "prepared"] {
-        let before: u64 = pg.psql_direct("SELECT count(*) FROM pgbench_history").trim().parse().expect("count");
-        let out = blocking(move || pgbench(port, &["-n", "-c", "4", "-j", "2", "-t", "25", "-M", mode])).await;
+        let before: u64 = pg
+            .psql_direct("SELECT count(*) FROM pgbench_history")
+            .trim()
+            .parse()
+            .expect("count");
+        let out =
+            blocking(move || pgbench(port, &["-n", "-c", "4", "-j", "2", "-t", "25", "-M", mode]))
+                .await;
         assert!(out.status.success(), "{mode}: {}", stderr(&out));
         let text = stdout(&out);
         assert!(
             text.contains("number of transactions actually processed: 100/100"),
             "{mode}: {text}"
         );
-        let after: u64 = pg.psql_direct("SELECT count(*) FROM pgbench_history").trim().parse().expect("count");
-        assert_eq!(after - before, 100, "{mode}: every transaction reached the server");
+        let after: u64 = pg
+            .psql_direct("SELECT count(*) FROM pgbench_history")
+            .trim()
+            .parse()
+            .expect("count");
+        assert_eq!(
+            after - before,
+            100,
+            "{mode}: every transaction reached the server"
+        );
     }
     shim.stop().await;
 }

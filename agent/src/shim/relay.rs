@@ -67,6 +67,8 @@ struct Injection {
     marker: String,
     error: Bytes,
     sync_seq: u64,
+    /// ParseComplete/BindComplete the injected messages produce (0 simple, 2 extended).
+    own_completions: usize,
 }
 
 /// One client session between startup and its end.
@@ -403,7 +405,7 @@ impl Session {
         match mode {
             Mode::Simple => {
                 self.syncs_sent += 1;
-                let marker = self.next_marker(refusal.to_error());
+                let marker = self.next_marker(refusal.to_error(), 0);
                 self.statements.remove("");
                 self.portals.remove("");
                 self.server_wr
@@ -415,13 +417,14 @@ impl Session {
         Ok(())
     }
 
-    fn next_marker(&mut self, error: Bytes) -> String {
+    fn next_marker(&mut self, error: Bytes, own_completions: usize) -> String {
         self.refusals += 1;
         let marker = format!("dbward-refusal-{}-{}", self.nonce, self.refusals);
         self.injections.push(Injection {
             marker: marker.clone(),
             error,
             sync_seq: self.syncs_sent,
+            own_completions,
         });
         marker
     }
@@ -431,7 +434,7 @@ impl Session {
             return Ok(());
         };
         self.syncs_sent += 1;
-        let marker = self.next_marker(error);
+        let marker = self.next_marker(error, 2);
         self.statements.remove("");
         self.portals.remove("");
         for m in responses::raise_extended(&marker, sync) {
@@ -452,7 +455,11 @@ impl Session {
                 let message = e.0.message().unwrap_or_default();
                 if let Some(i) = self.injections.iter().position(|i| i.marker == message) {
                     let inj = self.injections.remove(i);
-                    self.stash.clear();
+                    let keep = self.stash.len().saturating_sub(inj.own_completions);
+                    self.stash.truncate(keep);
+                    for s in std::mem::take(&mut self.stash) {
+                        self.client_wr.write_all(&s).await?;
+                    }
                     self.client_wr.write_all(&inj.error).await?;
                     return Ok(());
                 }

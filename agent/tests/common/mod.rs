@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use dbward_agent::approval::{ApprovalChannel, LocalApprovals};
 use dbward_agent::shim::{
-    ApprovalRule, GateError, GateVerdict, SessionFacts, Shim, ShimConfig, ShimEvent,
-    StatementGate, UnixListen,
+    ApprovalRule, GateError, GateVerdict, SessionFacts, Shim, ShimConfig, ShimEvent, StatementGate,
+    UnixListen,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -74,7 +74,11 @@ impl StatementGate for PrefixGate {
         }
         let text = sql.trim_start().to_lowercase();
         let text = match text.strip_prefix("/*") {
-            Some(rest) => rest.split_once("*/").map_or("", |(_, s)| s).trim_start().to_owned(),
+            Some(rest) => rest
+                .split_once("*/")
+                .map_or("", |(_, s)| s)
+                .trim_start()
+                .to_owned(),
             None => text,
         };
         Ok(self
@@ -186,9 +190,17 @@ pub async fn start_shim(pg: &Pg, opts: ShimOptions) -> RunningShim {
 }
 
 /// Runs psql (blocking; call from `spawn_blocking` in async tests) with `args`.
-pub fn psql(host: &str, port: u16, user: &str, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
+pub fn psql(
+    host: &str,
+    port: u16,
+    user: &str,
+    extra_env: &[(&str, &str)],
+    args: &[&str],
+) -> Output {
     Command::new("/usr/lib/postgresql/15/bin/psql")
-        .args(["-X", "-A", "-t", "-h", host, "-U", user, "-d", "postgres", "-p"])
+        .args([
+            "-X", "-A", "-t", "-h", host, "-U", user, "-d", "postgres", "-p",
+        ])
         .arg(port.to_string())
         .args(args)
         .envs(extra_env.iter().copied())

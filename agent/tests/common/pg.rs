@@ -53,7 +53,9 @@ fn template() -> PathBuf {
         return path;
     }
     static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if path.join("PG_VERSION").exists() {
         return path;
     }
@@ -62,9 +64,20 @@ fn template() -> PathBuf {
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("staging dir")
         .keep();
-    run(Command::new("chown").args(["postgres:postgres"]).arg(&staging));
+    run(Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(&staging));
     run(as_postgres(&format!("{BIN}/initdb"))
-        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
+        .args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-D",
+        ])
         .arg(&staging));
     let hba = format!(
         "local all all trust\n\
@@ -137,7 +150,21 @@ impl Pg {
     /// Runs SQL as postgres directly against the server, returning stdout.
     pub fn psql_direct(&self, sql: &str) -> String {
         let out = run(Command::new(format!("{BIN}/psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-p"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-p",
+            ])
             .arg(self.port.to_string())
             .args(["-c", sql]));
         String::from_utf8_lossy(&out.stdout).into_owned()
