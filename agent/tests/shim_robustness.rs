@@ -4,7 +4,9 @@
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -154,14 +156,35 @@ async fn stalled_client_is_closed_while_others_are_served() {
     shim.stop().await;
 }
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+/// Counts live heap bytes so the cost of an idle session can be measured exactly.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator, only adding bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
 }
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_idle_connections_do_not_stop_another_client_and_idle_sessions_stay_small() {
@@ -178,13 +201,14 @@ async fn thousand_idle_connections_do_not_stop_another_client_and_idle_sessions_
     drop(idle);
 
     works(port).await;
-    let before = rss_kib();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = LIVE.load(Ordering::Relaxed);
     let mut sessions = Vec::new();
     for _ in 0..150 {
-        sessions.push(startup(port).await);
+        sessions.push(startup(port).await.0);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let per_session = (rss_kib().saturating_sub(before)) * 1024 / 150;
+    let per_session = LIVE.load(Ordering::Relaxed).saturating_sub(before) / 150;
     eprintln!("shim memory per idle session: {per_session} bytes");
     assert!(
         per_session <= 64 * 1024,
