@@ -31,7 +31,10 @@ async fn direct_equals_shim(program: &'static str, script: &'static str) {
     let shim = start_shim(&pg, ShimOptions::new(Arc::new(PrefixGate::default()))).await;
     let (direct_port, shim_port) = (pg.port, shim.port());
     let (direct, via) = tokio::task::spawn_blocking(move || {
-        (run(program, script, direct_port), run(program, script, shim_port))
+        (
+            run(program, script, direct_port),
+            run(program, script, shim_port),
+        )
     })
     .await
     .expect("client run");

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::{Pg, PrefixGate, ShimOptions, start_shim};
-use dbward_agent::protocol::postgres::{ErrorResponse, FromBytes, StartupPacket, ToBytes, check_typed};
+use dbward_agent::protocol::postgres::{
+    ErrorResponse, FromBytes, StartupPacket, ToBytes, check_typed,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -30,7 +32,9 @@ async fn works(port: u16) {
 }
 
 async fn startup(port: u16) -> (TcpStream, BytesMut) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     let p = StartupPacket::Startup {
         version: 196_608,
         params: vec![("user".into(), "postgres".into())],
@@ -44,7 +48,10 @@ async fn startup(port: u16) -> (TcpStream, BytesMut) {
             }
             continue;
         }
-        assert!(s.read_buf(&mut buf).await.expect("read") > 0, "EOF during startup");
+        assert!(
+            s.read_buf(&mut buf).await.expect("read") > 0,
+            "EOF during startup"
+        );
     }
 }
 
@@ -88,12 +95,23 @@ async fn malformed_and_truncated_messages_close_only_the_offending_connection() 
         assert_eq!(err.0.code(), Some("08P01"), "{what}: {err:?}");
         works(port).await;
     }
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    s.write_all(b"\0\0\0\x10\0\x09\0\0garbage!").await.expect("bad startup");
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(b"\0\0\0\x10\0\x09\0\0garbage!")
+        .await
+        .expect("bad startup");
     let err = error_then_eof(&mut s, BytesMut::new()).await;
-    assert_eq!(err.and_then(|e| e.0.code().map(str::to_owned)).as_deref(), Some("08P01"));
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    s.write_all(b"\0\0\0\x10\0\x03").await.expect("truncated startup");
+    assert_eq!(
+        err.and_then(|e| e.0.code().map(str::to_owned)).as_deref(),
+        Some("08P01")
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(b"\0\0\0\x10\0\x03")
+        .await
+        .expect("truncated startup");
     drop(s);
     works(port).await;
     shim.stop().await;
@@ -106,12 +124,20 @@ async fn absurd_and_over_maximum_lengths_are_refused() {
     opts.tweak = Box::new(|c| c.max_message_len = 1 << 20);
     let shim = start_shim(&pg, opts).await;
     let port = shim.port();
-    for header in [&b"Q\x7f\xff\xff\xff"[..], &b"Q\xff\xff\xff\xff"[..], &b"Q\0\x20\0\0"[..]] {
+    for header in [
+        &b"Q\x7f\xff\xff\xff"[..],
+        &b"Q\xff\xff\xff\xff"[..],
+        &b"Q\0\x20\0\0"[..],
+    ] {
         let (mut s, buf) = startup(port).await;
         s.write_all(header).await.expect("header");
-        let err = error_then_eof(&mut s, buf).await.expect("error before close");
+        let err = error_then_eof(&mut s, buf)
+            .await
+            .expect("error before close");
         assert!(
-            err.0.message().is_some_and(|m| m.contains("exceeds the maximum")),
+            err.0
+                .message()
+                .is_some_and(|m| m.contains("exceeds the maximum")),
             "{err:?}"
         );
         works(port).await;
@@ -144,14 +170,25 @@ async fn stalled_client_is_closed_while_others_are_served() {
     let shim = start_shim(&pg, opts).await;
     let port = shim.port();
     let (mut s, buf) = startup(port).await;
-    s.write_all(b"Q\0\0\x10\0SELECT").await.expect("half a message");
+    s.write_all(b"Q\0\0\x10\0SELECT")
+        .await
+        .expect("half a message");
     let started = Instant::now();
     works(port).await;
-    let err = error_then_eof(&mut s, buf).await.expect("error before close");
-    assert!(err.0.message().is_some_and(|m| m.contains("stalled")), "{err:?}");
+    let err = error_then_eof(&mut s, buf)
+        .await
+        .expect("error before close");
+    assert!(
+        err.0.message().is_some_and(|m| m.contains("stalled")),
+        "{err:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
-    let mut pre = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    pre.write_all(b"\0\0\0\x50\0\x03").await.expect("half a startup packet");
+    let mut pre = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    pre.write_all(b"\0\0\0\x50\0\x03")
+        .await
+        .expect("half a startup packet");
     assert!(error_then_eof(&mut pre, BytesMut::new()).await.is_none());
     shim.stop().await;
 }
@@ -193,11 +230,18 @@ async fn thousand_idle_connections_do_not_stop_another_client_and_idle_sessions_
     let port = shim.port();
     let mut idle = Vec::new();
     for _ in 0..1000 {
-        idle.push(TcpStream::connect(("127.0.0.1", port)).await.expect("idle connect"));
+        idle.push(
+            TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("idle connect"),
+        );
     }
     let started = Instant::now();
     works(port).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "served promptly beside 1,000 idle connections");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "served promptly beside 1,000 idle connections"
+    );
     drop(idle);
 
     works(port).await;

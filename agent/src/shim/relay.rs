@@ -450,19 +450,20 @@ impl Session {
             self.stash.push(frame);
             return Ok(());
         }
-        if tag == b'E' && !self.injections.is_empty() {
-            if let Ok(e) = ErrorResponse::from_bytes(&frame[5..]) {
-                let message = e.0.message().unwrap_or_default();
-                if let Some(i) = self.injections.iter().position(|i| i.marker == message) {
-                    let inj = self.injections.remove(i);
-                    let keep = self.stash.len().saturating_sub(inj.own_completions);
-                    self.stash.truncate(keep);
-                    for s in std::mem::take(&mut self.stash) {
-                        self.client_wr.write_all(&s).await?;
-                    }
-                    self.client_wr.write_all(&inj.error).await?;
-                    return Ok(());
+        if tag == b'E'
+            && !self.injections.is_empty()
+            && let Ok(e) = ErrorResponse::from_bytes(&frame[5..])
+        {
+            let message = e.0.message().unwrap_or_default();
+            if let Some(i) = self.injections.iter().position(|i| i.marker == message) {
+                let inj = self.injections.remove(i);
+                let keep = self.stash.len().saturating_sub(inj.own_completions);
+                self.stash.truncate(keep);
+                for s in std::mem::take(&mut self.stash) {
+                    self.client_wr.write_all(&s).await?;
                 }
+                self.client_wr.write_all(&inj.error).await?;
+                return Ok(());
             }
         }
         for s in std::mem::take(&mut self.stash) {
@@ -515,10 +516,10 @@ impl Session {
         if error.is_some() {
             front.error = error;
         }
-        if front.mode == Mode::Extended {
-            if let Some(f) = self.inflight.pop_front() {
-                self.emit_forwarded(f);
-            }
+        if front.mode == Mode::Extended
+            && let Some(f) = self.inflight.pop_front()
+        {
+            self.emit_forwarded(f);
         }
     }
 

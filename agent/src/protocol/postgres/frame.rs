@@ -49,9 +49,11 @@ pub fn check_untyped(buf: &[u8], max: usize) -> Result<Option<usize>, ProtocolEr
 mod tests {
     use super::*;
 
+    type Checked = Result<Option<usize>, ()>;
+
     #[test]
     fn typed_frames_are_checked_before_parse() {
-        let cases: &[(&[u8], usize, Result<Option<usize>, ()>)] = &[
+        let cases: &[(&[u8], usize, Checked)] = &[
             (b"", 100, Ok(None)),
             (b"Q\0\0\0", 100, Ok(None)),
             (b"Q\0\0\0\x04", 100, Ok(Some(5))),
@@ -70,7 +72,7 @@ mod tests {
 
     #[test]
     fn untyped_packets_are_checked_before_parse() {
-        let cases: &[(&[u8], Result<Option<usize>, ()>)] = &[
+        let cases: &[(&[u8], Checked)] = &[
             (b"\0\0\0", Ok(None)),
             (b"\0\0\0\x08\x04\xd2", Ok(None)),
             (b"\0\0\0\x08\x04\xd2\x16\x2f", Ok(Some(8))),
