@@ -325,3 +325,134 @@ async fn cancel_request_reaches_the_right_backend() {
     slow_a.await.expect("task").expect("a was not canceled");
     shim.stop().await;
 }
+
+async fn read_until(s: &mut TcpStream, buf: &mut BytesMut, stop: u8) -> Vec<bytes::Bytes> {
+    let mut frames = Vec::new();
+    loop {
+        let f = next_frame(s, buf).await;
+        let done = f[0] == stop;
+        frames.push(f);
+        if done {
+            return frames;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_execute_answers_at_flush_and_resumes_after_sync() {
+    let pg = Pg::start();
+    pg.psql_direct("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    let gate = PrefixGate::default().deny("delete", "no deletes");
+    let shim = start_shim(&pg, ShimOptions::new(Arc::new(gate))).await;
+    let (mut s, mut buf) = raw_startup(shim.port()).await;
+    let mut batch = Vec::new();
+    batch.extend_from_slice(
+        &Parse {
+            name: String::new(),
+            sql: "DELETE FROM t".into(),
+            param_types: vec![],
+        }
+        .to_bytes(),
+    );
+    batch.extend_from_slice(
+        &Bind {
+            portal: String::new(),
+            statement: String::new(),
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        }
+        .to_bytes(),
+    );
+    batch.extend_from_slice(
+        &Execute {
+            portal: String::new(),
+            max_rows: 0,
+        }
+        .to_bytes(),
+    );
+    batch.extend_from_slice(b"H\0\0\0\x04");
+    s.write_all(&batch).await.expect("execute and flush");
+    let frames = read_until(&mut s, &mut buf, b'E').await;
+    let tags: Vec<char> = frames.iter().map(|f| f[0] as char).collect();
+    assert_eq!(
+        tags,
+        vec!['1', '2', 'E'],
+        "the error arrives at Flush, before any Sync"
+    );
+    let err = ErrorResponse::from_bytes(&frames[2][5..]).expect("error");
+    assert_eq!(err.0.message(), Some("no deletes"));
+    s.write_all(
+        &Execute {
+            portal: String::new(),
+            max_rows: 0,
+        }
+        .to_bytes(),
+    )
+    .await
+    .expect("ignored execute");
+    s.write_all(b"S\0\0\0\x04").await.expect("sync");
+    let frames = read_until(&mut s, &mut buf, b'Z').await;
+    assert_eq!(
+        frames.len(),
+        1,
+        "messages after the error are skipped until Sync"
+    );
+    assert_eq!(pg.psql_direct("SELECT count(*) FROM t").trim(), "1");
+    shim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_of_statement_prepared_in_sql_is_refused() {
+    let pg = Pg::start();
+    pg.psql_direct("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    let gate = PrefixGate::default().deny("delete", "no deletes");
+    let shim = start_shim(&pg, ShimOptions::new(Arc::new(gate))).await;
+    let (mut s, mut buf) = raw_startup(shim.port()).await;
+    s.write_all(
+        &dbward_agent::protocol::postgres::Query {
+            sql: "PREPARE sneaky AS DELETE FROM t".into(),
+        }
+        .to_bytes(),
+    )
+    .await
+    .expect("prepare in sql");
+    read_until(&mut s, &mut buf, b'Z').await;
+    let mut batch = Vec::new();
+    batch.extend_from_slice(
+        &Bind {
+            portal: String::new(),
+            statement: "sneaky".into(),
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        }
+        .to_bytes(),
+    );
+    batch.extend_from_slice(
+        &Execute {
+            portal: String::new(),
+            max_rows: 0,
+        }
+        .to_bytes(),
+    );
+    batch.extend_from_slice(b"S\0\0\0\x04");
+    s.write_all(&batch).await.expect("bind and execute");
+    let frames = read_until(&mut s, &mut buf, b'Z').await;
+    let err = frames
+        .iter()
+        .find(|f| f[0] == b'E')
+        .map(|f| ErrorResponse::from_bytes(&f[5..]).expect("error"))
+        .expect("refused");
+    assert_eq!(err.0.code(), Some("42501"));
+    assert!(
+        err.0.message().is_some_and(|m| m.contains("SQL PREPARE")),
+        "{err:?}"
+    );
+    assert_eq!(
+        pg.psql_direct("SELECT count(*) FROM t").trim(),
+        "1",
+        "the DELETE never ran"
+    );
+    shim.stop().await;
+}

@@ -63,6 +63,15 @@ struct Inflight {
     error: Option<String>,
 }
 
+/// A refused Execute: client messages are dropped until Sync, as PostgreSQL does after an
+/// error in an extended-protocol batch.
+enum Discard {
+    /// The refusal waits for the client's Flush or Sync to be injected.
+    Pending(Bytes),
+    /// Injected at a Flush; the Sync still has to be forwarded.
+    Injected,
+}
+
 struct Injection {
     marker: String,
     error: Bytes,
@@ -82,12 +91,14 @@ pub(super) struct Session {
     pub cancel: Arc<Notify>,
     pub shutdown: watch::Receiver<bool>,
     statements: HashMap<String, Arc<str>>,
-    portals: HashMap<String, Arc<str>>,
+    /// Portal → its statement's SQL; `None` when bound to a statement the shim never saw
+    /// parsed (e.g. one made with SQL `PREPARE`).
+    portals: HashMap<String, Option<Arc<str>>>,
     reason: Option<String>,
     inflight: VecDeque<Inflight>,
     syncs_sent: u64,
     syncs_done: u64,
-    discard: Option<Bytes>,
+    discard: Option<Discard>,
     injections: Vec<Injection>,
     stash: Vec<Bytes>,
     nonce: String,
@@ -209,9 +220,23 @@ impl Session {
                 return Err(SessionError::Protocol(e.to_string()));
             }
         };
-        if self.discard.is_some() {
-            if msg == FrontendMessage::Sync {
-                self.inject_extended_refusal(&frame).await?;
+        if let Some(state) = self.discard.take() {
+            match (msg, state) {
+                (FrontendMessage::Sync, Discard::Pending(error)) => {
+                    self.syncs_sent += 1;
+                    self.inject_extended_refusal(error, &frame, self.syncs_sent)
+                        .await?;
+                }
+                (FrontendMessage::Sync, Discard::Injected) => {
+                    self.syncs_sent += 1;
+                    self.server_wr.write_all(&frame).await?;
+                }
+                (FrontendMessage::Flush, Discard::Pending(error)) => {
+                    self.inject_extended_refusal(error, &frame, self.syncs_sent + 1)
+                        .await?;
+                    self.discard = Some(Discard::Injected);
+                }
+                (_, state) => self.discard = Some(state),
             }
             return Ok(Flow::Continue);
         }
@@ -223,19 +248,31 @@ impl Session {
             FrontendMessage::Parse(p) => {
                 self.statements.insert(p.name, Arc::from(p.sql));
             }
-            FrontendMessage::Bind(b) => match self.statements.get(&b.statement) {
-                Some(sql) => {
-                    self.portals.insert(b.portal, Arc::clone(sql));
-                }
-                None => {
-                    self.portals.remove(&b.portal);
-                }
-            },
-            FrontendMessage::Execute(e) => {
-                if let Some(sql) = self.portals.get(&e.portal).cloned() {
-                    return self.on_statement(Mode::Extended, sql, frame).await;
-                }
+            FrontendMessage::Bind(b) => {
+                let sql = self.statements.get(&b.statement).cloned();
+                self.portals.insert(b.portal, sql);
             }
+            FrontendMessage::Execute(e) => match self.portals.get(&e.portal).cloned() {
+                Some(Some(sql)) => return self.on_statement(Mode::Extended, sql, frame).await,
+                Some(None) => {
+                    let refusal = Refusal::denied(
+                        "dbward: Execute of a prepared statement the shim did not see parsed (made with SQL PREPARE?) is refused",
+                    )
+                    .hint("prepare it with the protocol's Parse message, or run EXECUTE in a query");
+                    let meta = Meta {
+                        verdict: Verdict::Deny,
+                        rule: None,
+                        class: None,
+                        reason: None,
+                        request_id: None,
+                    };
+                    let label = format!("Execute of portal {:?}", e.portal);
+                    self.refuse_statement(Mode::Extended, &label, meta, refusal)
+                        .await?;
+                    return Ok(Flow::Continue);
+                }
+                None => {}
+            },
             FrontendMessage::Close(c) => match c.target {
                 crate::protocol::postgres::Target::Statement => {
                     self.statements.remove(&c.name);
@@ -405,39 +442,42 @@ impl Session {
         match mode {
             Mode::Simple => {
                 self.syncs_sent += 1;
-                let marker = self.next_marker(refusal.to_error(), 0);
+                let marker = self.next_marker(refusal.to_error(), 0, self.syncs_sent);
                 self.statements.remove("");
                 self.portals.remove("");
                 self.server_wr
                     .write_all(&responses::raise_query(&marker))
                     .await?;
             }
-            Mode::Extended => self.discard = Some(refusal.to_error()),
+            Mode::Extended => self.discard = Some(Discard::Pending(refusal.to_error())),
         }
         Ok(())
     }
 
-    fn next_marker(&mut self, error: Bytes, own_completions: usize) -> String {
+    fn next_marker(&mut self, error: Bytes, own_completions: usize, sync_seq: u64) -> String {
         self.refusals += 1;
         let marker = format!("dbward-refusal-{}-{}", self.nonce, self.refusals);
         self.injections.push(Injection {
             marker: marker.clone(),
             error,
-            sync_seq: self.syncs_sent,
+            sync_seq,
             own_completions,
         });
         marker
     }
 
-    async fn inject_extended_refusal(&mut self, sync: &Bytes) -> Result<(), SessionError> {
-        let Some(error) = self.discard.take() else {
-            return Ok(());
-        };
-        self.syncs_sent += 1;
-        let marker = self.next_marker(error, 2);
+    /// Sends the failing statement in place of the refused Execute, ending with the
+    /// client's Flush or Sync (`end`), whose batch is number `sync_seq`.
+    async fn inject_extended_refusal(
+        &mut self,
+        error: Bytes,
+        end: &Bytes,
+        sync_seq: u64,
+    ) -> Result<(), SessionError> {
+        let marker = self.next_marker(error, 2, sync_seq);
         self.statements.remove("");
         self.portals.remove("");
-        for m in responses::raise_extended(&marker, sync) {
+        for m in responses::raise_extended(&marker, end) {
             self.server_wr.write_all(&m).await?;
         }
         Ok(())

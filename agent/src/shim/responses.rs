@@ -114,9 +114,9 @@ pub fn raise_query(marker: &str) -> Bytes {
     .to_bytes()
 }
 
-/// Extended protocol: the messages that replace a refused Execute's Sync (Parse, Bind and
-/// Execute of the unnamed statement, then the client's Sync).
-pub fn raise_extended(marker: &str, sync: &Bytes) -> Vec<Bytes> {
+/// Extended protocol: the messages injected for a refused Execute (Parse, Bind and Execute
+/// of the unnamed statement), followed by the client's Flush or Sync `end`.
+pub fn raise_extended(marker: &str, end: &Bytes) -> Vec<Bytes> {
     vec![
         Parse {
             name: String::new(),
@@ -137,7 +137,7 @@ pub fn raise_extended(marker: &str, sync: &Bytes) -> Vec<Bytes> {
             max_rows: 0,
         }
         .to_bytes(),
-        sync.clone(),
+        end.clone(),
     ]
 }
 
