@@ -97,6 +97,15 @@ fn template() -> PathBuf {
 impl Pg {
     /// Starts a fresh server with the test roles created.
     pub fn start() -> Pg {
+        Self::start_inner(false)
+    }
+
+    /// Like [`Pg::start`], with TLS enabled (self-signed certificate).
+    pub fn start_with_tls() -> Pg {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(tls: bool) -> Pg {
         let template = template();
         let dir = tempfile::Builder::new()
             .prefix("dbward-pg-")
@@ -109,10 +118,24 @@ impl Pg {
             .arg(dir.path()));
         run(Command::new("chmod").arg("0755").arg(dir.path()));
         let port = free_port();
-        let opts = format!(
+        let mut opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c shared_buffers=16MB",
             dir.path().display()
         );
+        if tls {
+            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+            std::fs::write(data.join("server.crt"), cert.cert.pem()).expect("server.crt");
+            std::fs::write(data.join("server.key"), cert.signing_key.serialize_pem())
+                .expect("server.key");
+            run(Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key")));
+            run(Command::new("chmod")
+                .arg("0600")
+                .arg(data.join("server.key")));
+            opts.push_str(" -c ssl=on");
+        }
         run(as_postgres(&format!("{BIN}/pg_ctl"))
             .args(["-w", "-t", "60", "-D"])
             .arg(&data)
