@@ -120,11 +120,11 @@ impl Session {
             statement: sql.to_string(),
             reason: meta.reason.clone(),
         });
+        let decision = self.ctx.approvals.decision(&ticket);
         let notice = responses::hold_notice(id, &rule.rule, &ticket.how_to_approve, rule.timeout);
         self.client_wr.write_all(&notice).await?;
         self.client_wr.flush().await?;
 
-        let decision = self.ctx.approvals.decision(&ticket);
         let deadline = tokio::time::sleep(rule.timeout + DECISION_GRACE);
         tokio::pin!(decision, deadline);
         let outcome = loop {
