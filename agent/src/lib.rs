@@ -11,8 +11,12 @@
 //! - [`control`] — the local control socket (`dbward tail`).
 //! - [`config`] — `agent.toml`.
 //! - [`cli`] — one file per subcommand; the only place that uses `anyhow`.
+//! - [`protocol`] — wire-protocol codecs (PostgreSQL v3), pure, no I/O.
+//! - [`shim`] — the PostgreSQL socket shim: listeners, per-connection task, hold/forward.
+//! - [`approval`] — approval requests for held statements, the local on-host store.
 #![deny(missing_docs)]
 
+pub mod approval;
 pub mod audit;
 pub mod capture;
 pub mod cli;
@@ -20,5 +24,7 @@ pub mod config;
 pub mod control;
 pub mod event;
 pub mod policy;
+pub mod protocol;
 pub mod session;
+pub mod shim;
 pub mod stream;

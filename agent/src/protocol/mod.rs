@@ -1,0 +1,3 @@
+//! Database wire-protocol codecs (pure: bytes in, typed messages out, no I/O).
+
+pub mod postgres;
