@@ -310,7 +310,8 @@ mod tests {
         let key = SigningKey::from_bytes(&[9; 32]);
         let mut signed = sample();
         signed.sign(&key);
-        let edits: Vec<(&str, fn(&mut SignedDecision))> = vec![
+        type Edit = fn(&mut SignedDecision);
+        let edits: Vec<(&str, Edit)> = vec![
             ("request_id", |d| d.request_id = Uuid::from_u128(8)),
             ("host", |d| d.host = "db2".into()),
             ("session", |d| d.session_id = "s-2".into()),
