@@ -1,0 +1,1 @@
+//! Approval latency harness.
