@@ -419,15 +419,16 @@ async fn bad_input_gets_a_clear_status_an_audit_record_and_changes_nothing() {
     let mut conflicting = req.clone();
     conflicting.statement = "DROP DATABASE shop".into();
     conflicting.statement_sha256 = dbward_approval_api::statement_sha256(&conflicting.statement);
-    let cases: Vec<(
-        &str,
+    type Case<'a> = (
+        &'a str,
         Method,
         String,
-        Option<&str>,
+        Option<&'a str>,
         Option<Vec<u8>>,
         u16,
-        &str,
-    )> = vec![
+        &'a str,
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             "no token",
             Method::POST,
