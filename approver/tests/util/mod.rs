@@ -75,7 +75,8 @@ kind = "human"
 groups = ["sre-emergency"]
 "#;
 
-/// Config text for a service storing in `storage_url`, with `extra` appended.
+/// Config text for a service storing in `storage_url`, with `extra` (top-level keys
+/// first, then tables) placed before the host and principal tables.
 pub fn config_text(dir: &Path, storage_url: &str, extra: &str) -> String {
     let mut text = format!(
         r#"
@@ -85,6 +86,7 @@ signing_key_path = "{}"
 sweep_interval_secs = 1
 replica_poll_ms = 50
 max_body_bytes = 65536
+{extra}
 
 [[hosts]]
 name = "db1"
@@ -112,7 +114,6 @@ token = "{DB2_TOKEN}"
         ));
     }
     text.push_str(PRINCIPALS);
-    text.push_str(extra);
     text
 }
 
@@ -247,4 +248,109 @@ pub async fn audited(h: &Harness, code: &str, status: i64) -> bool {
                 .as_str()
                 .is_some_and(|d| d.contains(&format!(": {code}: ")))
     })
+}
+
+/// One request received by [`Fake`].
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// Path.
+    pub path: String,
+    /// Headers.
+    pub headers: axum::http::HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Captured {
+    /// Body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("captured body is JSON")
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// A local fake of Slack's Web API, a Teams webhook and a generic webhook receiver:
+/// records every request; `chat.postMessage` answers like Slack with channel and ts.
+pub struct Fake {
+    /// Base URL.
+    pub url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Fake {
+    /// Starts on a free loopback port.
+    pub async fn start() -> Self {
+        use axum::extract::Request;
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<Captured>>> = Default::default();
+        let log = seen.clone();
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let log = log.clone();
+            async move {
+                let path = req.uri().path().to_string();
+                let headers = req.headers().clone();
+                let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                    .await
+                    .expect("fake body")
+                    .to_vec();
+                log.lock().expect("lock").push(Captured {
+                    path: path.clone(),
+                    headers,
+                    body,
+                });
+                let answer = if path.ends_with("chat.postMessage") {
+                    serde_json::json!({"ok": true, "channel": "C42", "ts": "1700000000.000100"})
+                } else {
+                    serde_json::json!({"ok": true})
+                };
+                axum::Json(answer)
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("fake server");
+        });
+        Self {
+            url,
+            seen,
+            _task: task,
+        }
+    }
+
+    /// Waits (up to 10 s) for `n` requests to `path`, returning them all.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Captured> {
+        for _ in 0..200 {
+            let got: Vec<Captured> = self
+                .seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|c| c.path == path)
+                .cloned()
+                .collect();
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "fake never received {n} request(s) to {path}; got {:?}",
+            self.seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(|c| c.path.clone())
+                .collect::<Vec<_>>()
+        );
+    }
 }
