@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod approvals;
+
 /// dbward: a human in the loop of risky automated database actions.
 #[derive(Debug, Parser)]
 #[command(name = "dbward", version, about)]
@@ -17,7 +19,10 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Act on approval requests of a dbward-approver server (people, CI/CD).
+    Approvals(approvals::ApprovalsArgs),
+}
 
 /// Initialises tracing on stderr.
 pub fn init_tracing(verbose: u8) {
@@ -36,5 +41,7 @@ pub fn init_tracing(verbose: u8) {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Approvals(args) => approvals::run(args),
+    }
 }
