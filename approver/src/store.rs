@@ -599,6 +599,16 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a web session.
+    pub async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM web_sessions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete session"))?;
+        Ok(())
+    }
+
     /// The principal of a live web session.
     pub async fn session_principal(
         &self,
