@@ -9,7 +9,8 @@
 //! - [`directory`] — principals by name, Slack id, Teams id, OIDC identity.
 //! - [`rules`] — who may vote, quorum of distinct humans, first deny, break-glass (pure).
 //! - [`store`] — SQLite / PostgreSQL persistence (sqlx `Any`).
-//! - [`service`] — filing, votes in one transaction, signing, expiry, long-poll wake-ups.
+//! - [`service`] — filing, votes in one transaction, signing, expiry.
+//! - [`waiters`] — per-request long-poll wake-ups.
 //! - [`channels`] — Slack, Teams, webhooks (outbound messages, callback signatures).
 //! - [`api`] — the HTTP API, callbacks, OpenAPI, rejection auditing.
 //! - [`web`] — the web UI and OIDC login.
@@ -27,4 +28,5 @@ pub mod rules;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod waiters;
 pub mod web;

@@ -12,7 +12,6 @@ use dbward_approval_api::{
 };
 use ed25519_dalek::SigningKey;
 use time::OffsetDateTime;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::channels::Notifier;
@@ -20,6 +19,7 @@ use crate::config::PrincipalEntry;
 use crate::directory::Directory;
 use crate::rules::{self, RuleViolation, Tally};
 use crate::store::{AuditRecord, Filed, Store, StoreError, StoredRequest};
+use crate::waiters::Waiters;
 
 /// How long after its decision a decision stays usable at least (the agent is
 /// long-polling, so it uses it within milliseconds; this covers clock skew).
@@ -82,7 +82,10 @@ pub struct Service {
     /// The principal directory.
     pub directory: Directory,
     key: SigningKey,
-    changes: watch::Sender<u64>,
+    waiters: Waiters,
+    /// This process's id, recorded with each decision it makes, so other replicas know
+    /// which decisions to wake their long-polls for.
+    replica: String,
     notifier: Notifier,
 }
 
@@ -94,12 +97,12 @@ impl Service {
         key: SigningKey,
         notifier: Notifier,
     ) -> Arc<Self> {
-        let (changes, _) = watch::channel(0);
         Arc::new(Self {
             store,
             directory,
             key,
-            changes,
+            waiters: Waiters::default(),
+            replica: Uuid::new_v4().to_string(),
             notifier,
         })
     }
@@ -109,10 +112,15 @@ impl Service {
         self.key.verifying_key()
     }
 
-    /// Wakes every long-poll to re-check its request (a decision was recorded, possibly
-    /// by another replica).
-    pub fn wake(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    /// Number of requests with a long-poll waiting on this replica.
+    pub fn waiting(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Wakes the long-polls waiting for `id` (it was decided, possibly by another
+    /// replica).
+    pub fn wake(&self, id: Uuid) {
+        self.waiters.wake(id);
     }
 
     /// Records an entry in the approver's audit table; storage failures are logged.
@@ -225,7 +233,7 @@ impl Service {
         wait: Duration,
     ) -> Result<Option<SignedDecision>, ServiceError> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changes = self.changes.subscribe();
+        let mut waiter = self.waiters.subscribe(id);
         loop {
             let Some(stored) = self.store.get_request(id).await? else {
                 return Err(ServiceError::UnknownRequest(id));
@@ -241,7 +249,7 @@ impl Service {
             let expiry = tokio::time::Instant::now()
                 + Duration::try_from(stored.request.expires_at - now).unwrap_or_default();
             tokio::select! {
-                changed = changes.changed() => {
+                changed = waiter.rx.changed() => {
                     if changed.is_err() {
                         return Ok(None);
                     }
@@ -322,13 +330,15 @@ impl Service {
                     comment.unwrap_or("").to_string(),
                     now,
                 );
-                tx.decide(&d, RequestStatus::Approved, false).await?;
+                tx.decide(&d, RequestStatus::Approved, false, &self.replica)
+                    .await?;
                 (RequestStatus::Approved, n)
             }
             Tally::Denied { by } => {
                 let reason = comment.map_or_else(|| format!("denied by {by}"), str::to_string);
                 let d = self.decision(&req, Outcome::Denied, vec![by], reason, now);
-                tx.decide(&d, RequestStatus::Denied, false).await?;
+                tx.decide(&d, RequestStatus::Denied, false, &self.replica)
+                    .await?;
                 (RequestStatus::Denied, 0)
             }
         };
@@ -388,7 +398,8 @@ impl Service {
             reason.clone(),
             now,
         );
-        tx.decide(&d, RequestStatus::Approved, true).await?;
+        tx.decide(&d, RequestStatus::Approved, true, &self.replica)
+            .await?;
         tx.commit().await?;
         tracing::warn!(request = %id, voter, %reason, "BREAK-GLASS approval");
         self.audit("break_glass", Some(voter), Some(id), 200, &reason)
@@ -422,7 +433,9 @@ impl Service {
             "no decision before expiry".into(),
             now,
         );
-        let changed = tx.decide(&d, RequestStatus::Expired, false).await?;
+        let changed = tx
+            .decide(&d, RequestStatus::Expired, false, &self.replica)
+            .await?;
         tx.commit().await?;
         if changed {
             tracing::info!(request = %id, "approval request expired");
@@ -442,21 +455,29 @@ impl Service {
         Ok(due.len())
     }
 
+    /// Wakes the waiting agents first, then notifies the channels in the background
+    /// (the deciding caller does not wait for Slack or Teams).
     async fn after_decision(
         self: &Arc<Self>,
         id: Uuid,
         break_glass: bool,
     ) -> Result<(), ServiceError> {
-        self.wake();
-        if let Some(view) = self.view(id).await? {
-            let this = Arc::clone(self);
-            tokio::spawn(async move {
-                if break_glass {
-                    this.notifier.break_glass(&view).await;
+        self.wake(id);
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            match this.view(id).await {
+                Ok(Some(view)) => {
+                    if break_glass {
+                        this.notifier.break_glass(&view).await;
+                    }
+                    this.notifier.decided(&view).await;
                 }
-                this.notifier.decided(&view).await;
-            });
-        }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(request = %id, error = %e, "could not load the decided request for channel notifications")
+                }
+            }
+        });
         Ok(())
     }
 
@@ -545,15 +566,24 @@ impl Service {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(poll_every);
-            let mut seen = -1;
+            // Decisions are stamped with the deciding replica's clock; look back far
+            // enough to cover clock skew between replicas.
+            let skew = time::Duration::seconds(10);
+            let mut since = OffsetDateTime::now_utc() - skew;
             loop {
                 tick.tick().await;
-                match this.store.decided_count().await {
-                    Ok(n) if n != seen => {
-                        seen = n;
-                        this.wake();
+                if this.waiters.is_empty() {
+                    since = OffsetDateTime::now_utc() - skew;
+                    continue;
+                }
+                let now = OffsetDateTime::now_utc();
+                match this.store.decided_elsewhere(since, &this.replica).await {
+                    Ok(ids) => {
+                        for id in ids {
+                            this.wake(id);
+                        }
+                        since = now - skew;
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "checking for decisions of other replicas failed")
                     }

@@ -62,10 +62,12 @@ const SCHEMA: &[&str] = &[
         created_at BIGINT NOT NULL,
         expires_at BIGINT NOT NULL,
         decided_at BIGINT,
+        decided_by TEXT,
         decision TEXT,
         reviewed_by TEXT,
         review_comment TEXT)",
     "CREATE INDEX IF NOT EXISTS requests_status ON requests (status, expires_at)",
+    "CREATE INDEX IF NOT EXISTS requests_decided ON requests (decided_at)",
     "CREATE TABLE IF NOT EXISTS votes (
         request_id TEXT NOT NULL,
         principal TEXT NOT NULL,
@@ -210,6 +212,18 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL with synchronous=NORMAL: durable against crashes of the
+                        // process, one fsync per checkpoint instead of per commit.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA journal_mode = WAL").await?;
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .map_err(db("connect"))?;
@@ -410,13 +424,26 @@ impl Store {
             .collect())
     }
 
-    /// Number of decided requests; grows whenever any replica decides one.
-    pub async fn decided_count(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM requests WHERE status <> 'pending'")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("count decided"))?;
-        get(&row, "n", "count decided")
+    /// Requests decided at or after `since` by a replica other than `replica`.
+    pub async fn decided_elsewhere(
+        &self,
+        since: OffsetDateTime,
+        replica: &str,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let op = "find decisions of other replicas";
+        let rows = sqlx::query(
+            "SELECT request_id FROM requests WHERE decided_at >= $1 AND decided_by <> $2",
+        )
+        .bind(micros(since))
+        .bind(replica)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(op))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| get::<String>(r, "request_id", op).ok())
+            .filter_map(|s| Uuid::parse_str(&s).ok())
+            .collect())
     }
 
     /// Stores audit events once per id: returns (accepted, duplicates).
@@ -672,19 +699,21 @@ impl RequestTx {
         Ok(())
     }
 
-    /// Ends the request with a signed decision (only if still pending).
+    /// Ends the request with a signed decision (only if still pending), recording which
+    /// replica decided.
     pub async fn decide(
         &mut self,
         decision: &SignedDecision,
         status: RequestStatus,
         break_glass: bool,
+        replica: &str,
     ) -> Result<bool, StoreError> {
         let json = serde_json::to_string(decision).map_err(|e| StoreError::Corrupt {
             op: "decide",
             detail: e.to_string(),
         })?;
         let done = sqlx::query(
-            "UPDATE requests SET status = $2, decision = $3, decided_at = $4, break_glass = $5
+            "UPDATE requests SET status = $2, decision = $3, decided_at = $4, break_glass = $5, decided_by = $6
              WHERE request_id = $1 AND status = 'pending'",
         )
         .bind(self.current.request.request_id.to_string())
@@ -692,6 +721,7 @@ impl RequestTx {
         .bind(json)
         .bind(micros(decision.decided_at))
         .bind(i64::from(break_glass))
+        .bind(replica)
         .execute(&mut *self.tx)
         .await
         .map_err(db("decide"))?;

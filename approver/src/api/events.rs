@@ -94,9 +94,6 @@ pub async fn ingest(
         .insert_events(&host, &rows, OffsetDateTime::now_utc())
         .await
         .map_err(|e| Failure::from(ServiceError::from(e)).by(&host))?;
-    if accepted > 0 {
-        st.svc.wake();
-    }
     tracing::debug!(%host, accepted, duplicates, "event batch stored");
     Ok(Json(IngestResult {
         accepted,
