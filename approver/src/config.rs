@@ -334,6 +334,15 @@ signing_key_path = "/tmp/k"
     }
 
     #[test]
+    fn shipped_example_config_is_valid() {
+        let text = include_str!("../approver.example.toml");
+        let c = Config::parse(text, Path::new("approver.example.toml"))
+            .expect("example config is valid");
+        assert_eq!(c.principals.len(), 4);
+        assert!(c.channels.slack.is_some() && c.channels.teams.is_some() && c.oidc.is_some());
+    }
+
+    #[test]
     fn unknown_fields_are_rejected_with_their_name() {
         let err = Config::parse(&format!("{BASE}\nlisten_addr = 1\n"), Path::new("a.toml"))
             .expect_err("unknown field");
