@@ -278,3 +278,66 @@ async fn headless_chromium_logs_in_and_renders_request_and_live_events() {
             .expect("join");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approver_approves_with_a_comment_by_clicking_in_chromium() {
+    let (_idp, h) = with_web().await;
+    let req = request("UPDATE orders SET status = 'void' WHERE id = 7", 1, 300);
+    h.agent().file_request(&req).await.expect("file");
+    let id = req.request_id;
+    let waiter = {
+        let agent = h.agent();
+        tokio::spawn(async move { agent.wait_decision(id, Duration::from_secs(30)).await })
+    };
+
+    let mut browser =
+        util::cdp::Chromium::open(&format!("{}/auth/login?next=/ui/requests", h.url())).await;
+    browser
+        .wait_for(&format!(
+            "document.querySelector('tr[data-id=\"{id}\"] a') !== null"
+        ))
+        .await;
+    browser
+        .eval(&format!(
+            "document.querySelector('tr[data-id=\"{id}\"] a').click()"
+        ))
+        .await;
+    browser
+        .wait_for("document.getElementById('approve') !== null")
+        .await;
+    let statement = browser
+        .eval("document.getElementById('statement').innerHTML")
+        .await;
+    assert!(
+        statement
+            .as_str()
+            .is_some_and(|s| s.contains(r#"<span class="kw">UPDATE</span>"#)),
+        "{statement}"
+    );
+    browser.eval("document.querySelector('textarea[name=comment]').value = 'checked with finance'; document.getElementById('approve').click()").await;
+    browser
+        .wait_for("document.getElementById('outcome') !== null")
+        .await;
+    let outcome = browser
+        .eval("document.getElementById('outcome').textContent")
+        .await;
+    assert_eq!(outcome, "Approved by bob");
+
+    let d = waiter.await.expect("join").expect("poll").expect("decided");
+    assert_eq!(
+        (d.outcome, d.approvers.clone(), d.reason.as_str()),
+        (
+            Outcome::Approved,
+            vec!["bob".to_string()],
+            "checked with finance"
+        )
+    );
+    let view = h.approver("alice").get(id).await.expect("get");
+    assert_eq!(
+        (
+            view.votes[0].channel.as_str(),
+            view.votes[0].comment.as_deref()
+        ),
+        ("web", Some("checked with finance"))
+    );
+}
