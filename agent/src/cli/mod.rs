@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod approvals;
 pub mod audit;
 pub mod policy;
 pub mod run;
@@ -32,6 +33,8 @@ pub enum Command {
     Policy(policy::PolicyArgs),
     /// Verify the local audit log.
     Audit(audit::AuditArgs),
+    /// Act on approval requests of a dbward-approver server (people, CI/CD).
+    Approvals(approvals::ApprovalsArgs),
 }
 
 /// Initialises tracing on stderr.
@@ -57,5 +60,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(args) => tail::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Approvals(args) => approvals::run(args),
     }
 }
