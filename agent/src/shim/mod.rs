@@ -15,6 +15,7 @@ pub mod events;
 pub mod gate;
 mod hold;
 pub mod identity;
+pub mod policy_gate;
 pub mod reason;
 mod relay;
 pub mod responses;
