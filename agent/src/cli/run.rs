@@ -67,7 +67,13 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (events_tx, _) = broadcast::channel::<Arc<Event>>(65536);
     let (capture_tx, mut capture_rx) = mpsc::channel::<CaptureMessage>(65536);
     let capture_task = tokio::spawn(capture.run(capture_tx));
-    let control_task = tokio::spawn(crate::control::serve(listener, events_tx.clone()));
+    let control_task = tokio::spawn(crate::control::serve(
+        listener,
+        crate::control::ControlState {
+            events: events_tx.clone(),
+            approvals: None,
+        },
+    ));
 
     let mut correlator = Correlator::new(host.clone(), Clock::now(), HostInspector);
     let mut sigterm = signal(SignalKind::terminate())?;

@@ -51,12 +51,22 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// What the control socket serves.
+#[derive(Clone)]
+pub struct ControlState {
+    /// The live event stream (`tail`).
+    pub events: broadcast::Sender<Arc<Event>>,
+    /// Held statements waiting for a local decision (`approvals`), when the agent files
+    /// requests on the host.
+    pub approvals: Option<Arc<crate::approval::local::LocalApprovals>>,
+}
+
 /// Serves CLI connections until the task is dropped.
-pub async fn serve(listener: UnixListener, events: broadcast::Sender<Arc<Event>>) {
+pub async fn serve(listener: UnixListener, state: ControlState) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let rx = events.subscribe();
+                let rx = state.events.subscribe();
                 tokio::spawn(async move {
                     if let Err(e) = handle(stream, rx).await {
                         debug!(error = %e, "control connection ended");
