@@ -20,6 +20,12 @@ pub enum EventType {
     KernelDrops,
     /// The agent found and attached to a PostgreSQL cluster.
     ClusterAttached,
+    /// The shim held a statement for a human decision.
+    Hold,
+    /// A held statement was decided (approved, denied, expired, cancelled).
+    Decision,
+    /// A policy was (re)loaded, or a reload was refused.
+    PolicyReload,
 }
 
 /// How the client reached the server, and who it is when it is local.
@@ -142,6 +148,53 @@ pub struct Event {
     /// Server binary, port and data directory (cluster_attached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<BTreeMap<String, String>>,
+    /// Who saw it: `kernel` (the capture) or `shim` (the socket shim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The session did not come through the shim (kernel events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmediated: Option<bool>,
+    /// Policy outcome: `allow`, `audit`, `deny` or `require_approval` (statement), or the
+    /// decision: `approved`, `denied`, `expired`, `cancelled` (decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The rule that decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Statement class (read, write, delete, ddl, privilege, export, admin, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Policy principal behind the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Its kind: `human`, `ai_agent`, `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_kind: Option<String>,
+    /// What was done: `forwarded`, `denied`, `held`, `recorded` (unmediated sessions: the
+    /// statement ran; the outcome is what policy would have required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Approval request id (hold, decision, held statements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The requester's justification (statement, hold) or the approver's comment (decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who decided (decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Vec<String>>,
+    /// CommandComplete tags the server reported (`DELETE 10`, `COPY 1234`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_tags: Option<Vec<String>>,
+    /// Rows affected or returned, from the tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Error the server or the shim reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Policy content hash (policy_reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
 }
 
 /// RFC 3339 UTC with nanoseconds.

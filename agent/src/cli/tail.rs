@@ -84,6 +84,9 @@ fn pretty(e: &Event) -> String {
         Some(EventType::SessionEnd) => "END",
         Some(EventType::KernelDrops) => "DROPS",
         Some(EventType::ClusterAttached) => "CLUSTER",
+        Some(EventType::Hold) => "HOLD",
+        Some(EventType::Decision) => "DECIDED",
+        Some(EventType::PolicyReload) => "POLICY",
         None => "?",
     };
     let who = format!(
