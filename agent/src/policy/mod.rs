@@ -78,6 +78,12 @@ impl PolicySet {
         })
     }
 
+    /// Replaces the SQL dialect's classifier (PostgreSQL by default), e.g. for MySQL hosts.
+    pub fn with_classifier(mut self, classifier: Box<dyn classify::Classifier>) -> PolicySet {
+        self.classifier = CachedClassifier::new(classifier, CACHE_ENTRIES);
+        self
+    }
+
     /// sha256 (hex) of the policy files' names and contents.
     pub fn content_hash(&self) -> String {
         self.content_hash.clone()
