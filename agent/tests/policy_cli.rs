@@ -70,7 +70,7 @@ fn check_names_file_line_column_key_and_hint_and_exits_1() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("10-broken.yaml:4:7: clas: unknown key"),
+        stderr.contains("10-broken.yaml:4:7: rules[0].match.clas: unknown key"),
         "{stderr}"
     );
     assert!(stderr.contains("hint: valid keys here:"), "{stderr}");
