@@ -81,8 +81,9 @@ pub(super) struct Compiled {
     pub(super) settings: Settings,
 }
 
-/// Reads every `*.yaml`/`*.yml` file of `dir` in file-name order.
-pub(super) fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyErrors> {
+/// Reads every `*.yaml`/`*.yml` file of `dir` in file-name order; `what` names the files
+/// (`policy`, `test`) in errors.
+pub(super) fn read_dir(dir: &Path, what: &str) -> Result<Vec<(PathBuf, String)>, PolicyErrors> {
     let whole = |message: String, hint: &str| {
         PolicyErrors(vec![PolicyError {
             file: dir.to_path_buf(),
@@ -94,8 +95,8 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError
     };
     let entries = std::fs::read_dir(dir).map_err(|e| {
         whole(
-            format!("cannot read the policy directory: {e}"),
-            "create it, or pass the directory holding the *.yaml policy files with --policy DIR",
+            format!("cannot read the {what} directory: {e}"),
+            &format!("create it, or pass the directory holding the *.yaml {what} files"),
         )
     })?;
     let mut paths: Vec<PathBuf> = entries
@@ -105,8 +106,8 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError
     paths.sort();
     if paths.is_empty() {
         return Err(whole(
-            "no policy files (*.yaml) found".to_string(),
-            "copy the examples from policies/ and adapt them",
+            format!("no {what} files (*.yaml) found"),
+            "copy the examples from policies/ (and policies/tests/) and adapt them",
         ));
     }
     let mut sources = Vec::new();
@@ -181,8 +182,8 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<Compiled, PolicyE
                 unidentified = Some(u);
             }
         }
-        for (i, raw) in file.identities.iter().enumerate() {
-            let key = format!("identities[{i}]");
+        for (i, raw) in file.identities.iter().flatten().enumerate() {
+            let key = entry_key(text, &raw.name.referenced, format!("identities[{i}]"));
             if identity_names.contains(&raw.name.value) {
                 c.error(
                     &raw.name.referenced,
@@ -196,8 +197,8 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<Compiled, PolicyE
                 identities.push(identity);
             }
         }
-        for (i, raw) in file.rules.iter().enumerate() {
-            let key = format!("rules[{i}]");
+        for (i, raw) in file.rules.iter().flatten().enumerate() {
+            let key = entry_key(text, &raw.name.referenced, format!("rules[{i}]"));
             if let Some((_, other)) = names.iter().find(|(n, _)| *n == raw.name.value) {
                 c.error(
                     &raw.name.referenced,
@@ -253,13 +254,81 @@ fn parse_file(c: &mut Checker<'_>, text: &str) -> Option<PolicyFile> {
     if only_comments {
         return Some(PolicyFile::default());
     }
-    match serde_saphyr::from_str::<PolicyFile>(text) {
-        Ok(file) => Some(file),
-        Err(err) => {
-            c.errors.push(yaml_error(c.file, text, &err));
-            None
+    // A structure error stops serde at the first problem. To report the others too, the
+    // top-level entry holding the error is blanked out (line numbers stay) and the file is
+    // read again; the rest of the file is then validated as usual.
+    let mut source = text.to_string();
+    let mut seen = Vec::new();
+    for _ in 0..MAX_ERRORS_PER_FILE {
+        match serde_saphyr::from_str::<PolicyFile>(&source) {
+            Ok(file) => return Some(file),
+            Err(err) => {
+                let line = err.location().map(|l| l.line());
+                c.errors.push(yaml_error(c.file, text, &err));
+                let blanked = line
+                    .filter(|l| !seen.contains(l))
+                    .and_then(|l| blank_entry(&source, l));
+                seen.extend(line);
+                source = blanked?;
+            }
         }
     }
+    None
+}
+
+/// At most this many structure errors are reported per file.
+const MAX_ERRORS_PER_FILE: usize = 20;
+
+/// `text` with the top-level entry (a list item under a top-level key, or a whole top-level
+/// block) that holds 1-based `line` replaced by comment lines.
+fn blank_entry(text: &str, line: u64) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let parsed: Vec<Option<YamlLine<'_>>> = lines.iter().map(|l| yaml_line(l)).collect();
+    let at = usize::try_from(line)
+        .ok()?
+        .checked_sub(1)?
+        .min(lines.len().checked_sub(1)?);
+    let top = |l: &YamlLine<'_>| l.key_col == 0 && l.dash_col.is_none();
+    let parent = (0..=at)
+        .rev()
+        .find(|&i| parsed[i].as_ref().is_some_and(top))?;
+    let dash = parsed[parent + 1..]
+        .iter()
+        .flatten()
+        .find(|l| !top(l))
+        .and_then(|l| l.dash_col);
+    let start = dash
+        .and_then(|d| {
+            (parent + 1..=at)
+                .rev()
+                .find(|&i| parsed[i].as_ref().is_some_and(|l| l.dash_col == Some(d)))
+        })
+        .unwrap_or(parent);
+    let ends_entry = |l: &YamlLine<'_>| match dash {
+        Some(d) if start != parent => top(l) || l.dash_col.is_some_and(|x| x <= d),
+        _ => top(l),
+    };
+    let end = (start + 1..lines.len())
+        .find(|&i| parsed[i].as_ref().is_some_and(ends_entry))
+        .unwrap_or(lines.len());
+    let mut out = String::with_capacity(text.len());
+    for (i, l) in lines.iter().enumerate() {
+        if (start..end).contains(&i) {
+            out.push('#');
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+    }
+    (out != text).then_some(out)
+}
+
+/// The path of the list entry whose `name:` is at `name` (`rules[2]`), from the original
+/// text (entries blanked out after structure errors still count); `fallback` otherwise.
+fn entry_key(text: &str, name: &Location, fallback: String) -> String {
+    key_path(text, name.line(), "name")
+        .strip_suffix(".name")
+        .map_or(fallback, str::to_string)
 }
 
 /// Turns a YAML/serde error into a policy error with the key and a hint.
@@ -891,6 +960,28 @@ mod tests {
             errs[0].position,
             Some((3, 20)),
             "points at the offending value"
+        );
+    }
+
+    #[test]
+    fn several_structure_errors_in_one_file_are_all_reported() {
+        let errs = errors(&[(
+            "a.yaml",
+            "rules:\n  - name: r0\n    match:\n      clas: read\n    outcome: allow\n  - name: r1\n    outcome: perhaps\n  - name: r2\n    match: {class: [exprot]}\n    outcome: allow\nidentitys: []\n",
+        )]);
+        let found: Vec<(String, Option<u64>)> = errs
+            .iter()
+            .map(|e| (e.key.clone(), e.position.map(|p| p.0)))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("rules[0].match.clas".to_string(), Some(4)),
+                ("rules[1].outcome".to_string(), Some(7)),
+                ("identitys".to_string(), Some(11)),
+                ("rules[2].match.class".to_string(), Some(9)),
+            ],
+            "{errs:#?}"
         );
     }
 

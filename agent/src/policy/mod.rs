@@ -61,7 +61,7 @@ impl PolicySet {
     /// Loads every `*.yaml`/`*.yml` file of `dir` (in file-name order), reporting every
     /// problem found with file:line:column.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
-        let sources = load::read_dir(dir)?;
+        let sources = load::read_dir(dir, "policy")?;
         PolicySet::from_sources(&sources)
     }
 

@@ -103,7 +103,7 @@ impl fmt::Display for CaseResult {
 /// Reads every `*.yaml`/`*.yml` test file in `dir` (file-name order); every file's errors
 /// are reported with their position.
 pub fn load_tests(dir: &Path) -> Result<Vec<(PathBuf, TestFile)>, PolicyErrors> {
-    let sources = super::load::read_dir(dir)?;
+    let sources = super::load::read_dir(dir, "test")?;
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for (path, text) in sources {
