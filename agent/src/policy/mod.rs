@@ -14,6 +14,7 @@ pub mod outcome;
 mod rule;
 pub mod store;
 pub mod testing;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

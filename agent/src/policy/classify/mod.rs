@@ -5,6 +5,7 @@
 //! depend on policy, so it can be cached by statement fingerprint ([`fingerprint`]).
 
 mod fallback;
+mod findings;
 pub mod fingerprint;
 mod functions;
 pub mod postgres;

@@ -13,8 +13,9 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::findings::Findings;
 use super::functions::{self, Concern};
-use super::{Class, ClassSet, Classification, Classifier, PreparedStatements, UnknownSources};
+use super::{Class, Classification, Classifier, PreparedStatements};
 
 /// How deep SQL nested in SQL (EXECUTE of a prepared statement, DO bodies, dynamic SQL
 /// literals) is followed before the rest counts as unknown.
@@ -30,7 +31,7 @@ impl Classifier for PostgresClassifier {
     }
 
     fn classify(&self, sql: &str, prepared: &dyn PreparedStatements) -> Classification {
-        let mut acc = Acc::new();
+        let mut acc = Findings::new();
         classify_into(sql, prepared, &mut acc, 0, true);
         acc.finish()
     }
@@ -41,7 +42,7 @@ impl Classifier for PostgresClassifier {
 pub(super) fn classify_into(
     sql: &str,
     prepared: &dyn PreparedStatements,
-    acc: &mut Acc,
+    acc: &mut Findings,
     depth: usize,
     top: bool,
 ) {
@@ -90,7 +91,12 @@ pub(super) fn split_statements(tokens: Vec<Token>) -> Vec<Vec<Token>> {
 }
 
 /// Classifies one statement's tokens after the whole string failed to parse.
-fn classify_part(part: Vec<Token>, prepared: &dyn PreparedStatements, acc: &mut Acc, depth: usize) {
+fn classify_part(
+    part: Vec<Token>,
+    prepared: &dyn PreparedStatements,
+    acc: &mut Findings,
+    depth: usize,
+) {
     if super::fallback::classify_unparsed(&part, prepared, acc, depth) {
         return;
     }
@@ -108,7 +114,7 @@ fn classify_part(part: Vec<Token>, prepared: &dyn PreparedStatements, acc: &mut 
 pub(super) fn walk(
     statement: &Statement,
     prepared: &dyn PreparedStatements,
-    acc: &mut Acc,
+    acc: &mut Findings,
     depth: usize,
 ) {
     let mut walker = Walker {
@@ -122,154 +128,8 @@ pub(super) fn walk(
     let _ = statement.visit(&mut walker);
 }
 
-/// The accumulated facts about a SQL string while it is walked.
-#[derive(Debug)]
-pub(super) struct Acc {
-    classes: ClassSet,
-    commands: Vec<String>,
-    tables: Vec<(Option<String>, String)>,
-    ctes: Vec<String>,
-    columns: Vec<String>,
-    functions: Vec<String>,
-    dml: u32,
-    dml_with_where: u32,
-    selects: u32,
-    selects_with_where: u32,
-    limitable: u32,
-    limited: u32,
-    pub(super) statements: usize,
-    unknown: UnknownSources,
-    parse_error: Option<String>,
-    notes: Vec<String>,
-    pub(super) cacheable: bool,
-}
-
-impl Acc {
-    fn new() -> Acc {
-        Acc {
-            classes: ClassSet::EMPTY,
-            commands: Vec::new(),
-            tables: Vec::new(),
-            ctes: Vec::new(),
-            columns: Vec::new(),
-            functions: Vec::new(),
-            dml: 0,
-            dml_with_where: 0,
-            selects: 0,
-            selects_with_where: 0,
-            limitable: 0,
-            limited: 0,
-            statements: 0,
-            unknown: UnknownSources::default(),
-            parse_error: None,
-            notes: Vec::new(),
-            cacheable: true,
-        }
-    }
-
-    /// Records a command and the class it puts the statement in.
-    pub(super) fn add(&mut self, class: Class, command: &str) {
-        self.classes.insert(class);
-        self.command(command);
-    }
-
-    pub(super) fn command(&mut self, command: &str) {
-        if !self.commands.iter().any(|c| c == command) {
-            self.commands.push(command.to_string());
-        }
-    }
-
-    pub(super) fn note(&mut self, note: String) {
-        if !self.notes.contains(&note) {
-            self.notes.push(note);
-        }
-    }
-
-    pub(super) fn parse_error(&mut self, message: String) {
-        self.classes.insert(Class::Unknown);
-        self.unknown.parse_error = true;
-        self.note(format!("could not parse: {message}"));
-        self.parse_error.get_or_insert(message);
-    }
-
-    pub(super) fn unknown_statement(&mut self, why: String) {
-        self.classes.insert(Class::Unknown);
-        self.unknown.unknown_statement = true;
-        self.note(why);
-    }
-
-    pub(super) fn table(&mut self, name: &ObjectName) {
-        let parts: Vec<String> = name.0.iter().map(name_part).collect();
-        let Some((table, qualifiers)) = parts.split_last() else {
-            return;
-        };
-        let entry = (qualifiers.last().cloned(), table.clone());
-        if !self.tables.contains(&entry) {
-            self.tables.push(entry);
-        }
-    }
-
-    fn dml(&mut self, has_where: bool, has_limit: bool) {
-        self.dml += 1;
-        self.dml_with_where += u32::from(has_where);
-        self.limitable += 1;
-        self.limited += u32::from(has_limit);
-    }
-
-    fn finish(self) -> Classification {
-        let mut tables = Vec::new();
-        let mut schemas: Vec<String> = Vec::new();
-        let mut unqualified_tables = false;
-        for (schema, table) in self.tables {
-            match schema {
-                Some(schema) => {
-                    tables.push(format!("{schema}.{table}"));
-                    if !schemas.contains(&schema) {
-                        schemas.push(schema);
-                    }
-                }
-                None if self.ctes.contains(&table) => {}
-                None => {
-                    unqualified_tables = true;
-                    tables.push(table);
-                }
-            }
-        }
-        let has_where = if self.dml > 0 {
-            self.dml_with_where == self.dml
-        } else {
-            self.selects > 0 && self.selects_with_where == self.selects
-        };
-        let mut commands = self.commands;
-        if self.statements == 0 && self.classes.is_empty() {
-            commands.push("EMPTY".to_string());
-        }
-        Classification {
-            class: self.classes.max().unwrap_or(Class::Session),
-            classes: if self.classes.is_empty() {
-                [Class::Session].into_iter().collect()
-            } else {
-                self.classes
-            },
-            commands,
-            tables,
-            schemas,
-            unqualified_tables,
-            columns: self.columns,
-            functions: self.functions,
-            has_where,
-            has_limit: self.limitable > 0 && self.limited == self.limitable,
-            statements: self.statements,
-            unknown: self.unknown,
-            parse_error: self.parse_error,
-            notes: self.notes,
-            cacheable: self.cacheable,
-        }
-    }
-}
-
 /// An identifier as PostgreSQL resolves it: unquoted names fold to lower case.
-fn ident(ident: &Ident) -> String {
+pub(super) fn ident(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
         ident.value.clone()
     } else {
@@ -277,7 +137,7 @@ fn ident(ident: &Ident) -> String {
     }
 }
 
-fn name_part(part: &ObjectNamePart) -> String {
+pub(super) fn name_part(part: &ObjectNamePart) -> String {
     match part {
         ObjectNamePart::Identifier(i) => ident(i),
         ObjectNamePart::Function(f) => ident(&f.name),
@@ -328,7 +188,7 @@ fn first_expr(args: &[FunctionArg]) -> Option<&Expr> {
 }
 
 struct Walker<'a> {
-    acc: &'a mut Acc,
+    acc: &'a mut Findings,
     prepared: &'a dyn PreparedStatements,
     depth: usize,
     /// Inside `EXPLAIN` without `ANALYZE`: the explained statement is planned, not run.
@@ -649,7 +509,7 @@ impl Walker<'_> {
 }
 
 /// MERGE writes, and deletes when a clause says `THEN DELETE`.
-fn merge_statement(acc: &mut Acc, clauses: &[MergeClause]) {
+fn merge_statement(acc: &mut Findings, clauses: &[MergeClause]) {
     acc.add(Class::Write, "MERGE");
     if clauses
         .iter()
@@ -660,7 +520,7 @@ fn merge_statement(acc: &mut Acc, clauses: &[MergeClause]) {
 }
 
 /// The tables and views a GRANT/REVOKE is about.
-fn grant_objects(acc: &mut Acc, objects: Option<&GrantObjects>) {
+fn grant_objects(acc: &mut Findings, objects: Option<&GrantObjects>) {
     if let Some(GrantObjects::Tables(names) | GrantObjects::Views(names)) = objects {
         for name in names {
             acc.table(name);
