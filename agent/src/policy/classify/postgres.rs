@@ -5,9 +5,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects,
-    Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart, ObjectType, Query, Select,
-    SelectItem, Set, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
+    BinaryOperator, CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    GrantObjects, Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart, ObjectType, Query,
+    Select, SelectItem, Set, SetExpr, Statement, TableFactor, UnaryOperator, Value, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -209,11 +209,13 @@ impl Walker<'_> {
             Statement::Insert(_) => acc.add(Class::Write, "INSERT"),
             Statement::Update(update) => {
                 acc.add(Class::Write, "UPDATE");
-                acc.dml(update.selection.is_some(), update.limit.is_some());
+                let has_where = real_where(acc, update.selection.as_ref());
+                acc.dml(has_where, update.limit.is_some());
             }
             Statement::Delete(delete) => {
                 acc.add(Class::Delete, "DELETE");
-                acc.dml(delete.selection.is_some(), delete.limit.is_some());
+                let has_where = real_where(acc, delete.selection.as_ref());
+                acc.dml(has_where, delete.limit.is_some());
             }
             Statement::Merge(merge) => merge_statement(acc, &merge.clauses),
             Statement::Truncate(_) => {
@@ -508,6 +510,100 @@ impl Walker<'_> {
     }
 }
 
+/// Whether a DML statement has a WHERE clause that can leave rows out: `WHERE true`,
+/// `WHERE 1 = 1`, `WHERE id = id` and the like count as no WHERE.
+fn real_where(acc: &mut Findings, selection: Option<&Expr>) -> bool {
+    if selection.is_some_and(compares_literals) {
+        // `1 = 1` and `1 = 2` share a fingerprint but not this answer.
+        acc.cacheable = false;
+    }
+    match selection {
+        None => false,
+        Some(expr) if always_true(expr) => {
+            acc.note(format!("WHERE {expr} is always true: treated as no WHERE"));
+            false
+        }
+        Some(_) => true,
+    }
+}
+
+/// Whether a predicate holds for every row (as far as can be told without the data).
+fn always_true(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(v) => matches!(v.value, Value::Boolean(true)),
+        Expr::Nested(e) => always_true(e),
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => always_false(expr),
+        Expr::BinaryOp { left, op, right } => match op {
+            BinaryOperator::Or => always_true(left) || always_true(right),
+            BinaryOperator::And => always_true(left) && always_true(right),
+            BinaryOperator::Eq | BinaryOperator::GtEq | BinaryOperator::LtEq => {
+                strip_nesting(left) == strip_nesting(right)
+            }
+            BinaryOperator::NotEq | BinaryOperator::Gt | BinaryOperator::Lt => {
+                match (strip_nesting(left), strip_nesting(right)) {
+                    (Expr::Value(a), Expr::Value(b)) => literal_order(&a.value, &b.value)
+                        .is_some_and(|o| match op {
+                            BinaryOperator::NotEq => o.is_ne(),
+                            BinaryOperator::Gt => o.is_gt(),
+                            _ => o.is_lt(),
+                        }),
+                    _ => false,
+                }
+            }
+            _ => false,
+        },
+        Expr::IsNotNull(e) => matches!(strip_nesting(e), Expr::Value(v) if v.value != Value::Null),
+        Expr::IsTrue(e) => always_true(e),
+        _ => false,
+    }
+}
+
+/// Whether the predicate compares two literals somewhere in its boolean structure.
+fn compares_literals(expr: &Expr) -> bool {
+    match expr {
+        Expr::Nested(e) | Expr::UnaryOp { expr: e, .. } | Expr::IsNotNull(e) | Expr::IsTrue(e) => {
+            compares_literals(e)
+        }
+        Expr::BinaryOp { left, right, .. } => {
+            matches!(
+                (strip_nesting(left), strip_nesting(right)),
+                (Expr::Value(_), Expr::Value(_))
+            ) || compares_literals(left)
+                || compares_literals(right)
+        }
+        _ => false,
+    }
+}
+
+fn always_false(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(v) => matches!(v.value, Value::Boolean(false)),
+        Expr::Nested(e) => always_false(e),
+        _ => false,
+    }
+}
+
+fn strip_nesting(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Nested(e) => strip_nesting(e),
+        other => other,
+    }
+}
+
+/// The order of two numeric or string literals.
+fn literal_order(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Value::Number(a, _), Value::Number(b, _)) => {
+            a.parse::<f64>().ok()?.partial_cmp(&b.parse::<f64>().ok()?)
+        }
+        (Value::SingleQuotedString(a), Value::SingleQuotedString(b)) => Some(a.cmp(b)),
+        _ => None,
+    }
+}
+
 /// MERGE writes, and deletes when a clause says `THEN DELETE`.
 fn merge_statement(acc: &mut Findings, clauses: &[MergeClause]) {
     acc.add(Class::Write, "MERGE");
@@ -723,6 +819,15 @@ mod tests {
                 false,
             ),
             ("TRUNCATE t", false, false),
+            ("DELETE FROM t WHERE true", false, false),
+            ("DELETE FROM t WHERE 1 = 1", false, false),
+            ("DELETE FROM t WHERE (id = id)", false, false),
+            ("DELETE FROM t WHERE id = 7 OR 'a' = 'a'", false, false),
+            ("DELETE FROM t WHERE 2 > 1", false, false),
+            ("DELETE FROM t WHERE NOT false", false, false),
+            ("DELETE FROM t WHERE id = 7 AND 1 = 1", true, false),
+            ("DELETE FROM t WHERE 1 = 2", true, false),
+            ("UPDATE t SET a = 1 WHERE 1 <> 2", false, false),
         ];
         for (sql, has_where, has_limit) in cases {
             let c = classify(sql);
