@@ -9,7 +9,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::findings::Findings;
 use super::functions::{self, Concern};
-use super::postgres::{classify_into, split_statements, walk};
+use super::postgres::{classify_into, quoted_name, split_statements, walk};
 use super::{Class, PreparedStatements};
 
 /// Commands recognised by their leading words: (words, class, command). Longer prefixes
@@ -190,7 +190,7 @@ fn functions_of_concern(tokens: &[Token], acc: &mut Findings) {
             continue;
         };
         let name = if w.quote_style.is_some() {
-            w.value.clone()
+            quoted_name(&w.value)
         } else {
             w.value.to_lowercase()
         };

@@ -128,13 +128,48 @@ pub(super) fn walk(
     let _ = statement.visit(&mut walker);
 }
 
-/// An identifier as PostgreSQL resolves it: unquoted names fold to lower case.
+/// An identifier as PostgreSQL resolves it: unquoted names fold to lower case; quoted
+/// names keep their case, with `\XXXX` / `\+XXXXXX` escapes decoded (PostgreSQL decodes them
+/// in `U&"…"` identifiers, which the parser reads as `U & "…"`; decoding them everywhere can
+/// only reveal more).
 pub(super) fn ident(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
-        ident.value.clone()
+        quoted_name(&ident.value)
     } else {
         ident.value.to_lowercase()
     }
+}
+
+/// A quoted name with unicode escapes decoded.
+pub(super) fn quoted_name(value: &str) -> String {
+    if !value.contains('\\') {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (digits, skip) = match after.strip_prefix('+') {
+            Some(plus) => (plus.get(..6), 7),
+            None => (after.get(..4), 4),
+        };
+        match digits
+            .and_then(|d| u32::from_str_radix(d, 16).ok())
+            .and_then(char::from_u32)
+        {
+            Some(c) => {
+                out.push(c);
+                rest = &after[skip..];
+            }
+            None => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 pub(super) fn name_part(part: &ObjectNamePart) -> String {
@@ -848,6 +883,14 @@ mod tests {
         assert!(c.unqualified_tables);
         assert_eq!(c.functions, vec!["upper".to_string()]);
         assert!(c.columns.contains(&"name".to_string()));
+    }
+
+    #[test]
+    fn unicode_escaped_function_names_are_decoded() {
+        let c = classify("SELECT U&\"pg\\005fread_file\"('/etc/passwd')");
+        assert_eq!(c.class, Class::Export, "{c:?}");
+        assert_eq!(quoted_name("a\\+00005Fb"), "a_b");
+        assert_eq!(quoted_name("no\\escape"), "no\\escape");
     }
 
     #[test]

@@ -158,3 +158,7 @@ delete from users where ((1 = 1)) or id = 5;
 DELETE FROM users WHERE 'x' <> 'y';
 -- expect: delete where=true
 DELETE FROM users WHERE id = 5 AND 1 = 1;
+-- expect: export
+SELECT U&"pg\005fread_file"('/etc/passwd');
+-- expect: unknown
+SELECT U&"pg!005fread_file" UESCAPE '!' ('/etc/passwd');
