@@ -9,6 +9,7 @@ mod findings;
 pub mod fingerprint;
 mod functions;
 pub mod postgres;
+mod predicate;
 
 use std::fmt;
 

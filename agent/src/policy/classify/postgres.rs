@@ -5,9 +5,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GrantObjects, Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart, ObjectType, Query,
-    Select, SelectItem, Set, SetExpr, Statement, TableFactor, UnaryOperator, Value, Visit, Visitor,
+    CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects,
+    Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart, ObjectType, Query, Select,
+    SelectItem, Set, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -15,6 +15,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::findings::Findings;
 use super::functions::{self, Concern};
+use super::predicate;
 use super::{Class, Classification, Classifier, PreparedStatements};
 
 /// How deep SQL nested in SQL (EXECUTE of a prepared statement, DO bodies, dynamic SQL
@@ -548,94 +549,17 @@ impl Walker<'_> {
 /// Whether a DML statement has a WHERE clause that can leave rows out: `WHERE true`,
 /// `WHERE 1 = 1`, `WHERE id = id` and the like count as no WHERE.
 fn real_where(acc: &mut Findings, selection: Option<&Expr>) -> bool {
-    if selection.is_some_and(compares_literals) {
+    if selection.is_some_and(predicate::compares_literals) {
         // `1 = 1` and `1 = 2` share a fingerprint but not this answer.
         acc.cacheable = false;
     }
     match selection {
         None => false,
-        Some(expr) if always_true(expr) => {
+        Some(expr) if predicate::always_true(expr) => {
             acc.note(format!("WHERE {expr} is always true: treated as no WHERE"));
             false
         }
         Some(_) => true,
-    }
-}
-
-/// Whether a predicate holds for every row (as far as can be told without the data).
-fn always_true(expr: &Expr) -> bool {
-    match expr {
-        Expr::Value(v) => matches!(v.value, Value::Boolean(true)),
-        Expr::Nested(e) => always_true(e),
-        Expr::UnaryOp {
-            op: UnaryOperator::Not,
-            expr,
-        } => always_false(expr),
-        Expr::BinaryOp { left, op, right } => match op {
-            BinaryOperator::Or => always_true(left) || always_true(right),
-            BinaryOperator::And => always_true(left) && always_true(right),
-            BinaryOperator::Eq | BinaryOperator::GtEq | BinaryOperator::LtEq => {
-                strip_nesting(left) == strip_nesting(right)
-            }
-            BinaryOperator::NotEq | BinaryOperator::Gt | BinaryOperator::Lt => {
-                match (strip_nesting(left), strip_nesting(right)) {
-                    (Expr::Value(a), Expr::Value(b)) => literal_order(&a.value, &b.value)
-                        .is_some_and(|o| match op {
-                            BinaryOperator::NotEq => o.is_ne(),
-                            BinaryOperator::Gt => o.is_gt(),
-                            _ => o.is_lt(),
-                        }),
-                    _ => false,
-                }
-            }
-            _ => false,
-        },
-        Expr::IsNotNull(e) => matches!(strip_nesting(e), Expr::Value(v) if v.value != Value::Null),
-        Expr::IsTrue(e) => always_true(e),
-        _ => false,
-    }
-}
-
-/// Whether the predicate compares two literals somewhere in its boolean structure.
-fn compares_literals(expr: &Expr) -> bool {
-    match expr {
-        Expr::Nested(e) | Expr::UnaryOp { expr: e, .. } | Expr::IsNotNull(e) | Expr::IsTrue(e) => {
-            compares_literals(e)
-        }
-        Expr::BinaryOp { left, right, .. } => {
-            matches!(
-                (strip_nesting(left), strip_nesting(right)),
-                (Expr::Value(_), Expr::Value(_))
-            ) || compares_literals(left)
-                || compares_literals(right)
-        }
-        _ => false,
-    }
-}
-
-fn always_false(expr: &Expr) -> bool {
-    match expr {
-        Expr::Value(v) => matches!(v.value, Value::Boolean(false)),
-        Expr::Nested(e) => always_false(e),
-        _ => false,
-    }
-}
-
-fn strip_nesting(expr: &Expr) -> &Expr {
-    match expr {
-        Expr::Nested(e) => strip_nesting(e),
-        other => other,
-    }
-}
-
-/// The order of two numeric or string literals.
-fn literal_order(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
-    match (a, b) {
-        (Value::Number(a, _), Value::Number(b, _)) => {
-            a.parse::<f64>().ok()?.partial_cmp(&b.parse::<f64>().ok()?)
-        }
-        (Value::SingleQuotedString(a), Value::SingleQuotedString(b)) => Some(a.cmp(b)),
-        _ => None,
     }
 }
 
