@@ -194,6 +194,32 @@ fn explain_shows_every_rule_and_the_deciding_one() {
 }
 
 #[test]
+fn explain_follows_execute_to_the_prepared_statement() {
+    let run = |extra: &[&str]| {
+        let output = dbward()
+            .args([
+                "policy",
+                "explain",
+                "--json",
+                "--as",
+                "kind=ai_agent",
+                "--policy",
+            ])
+            .arg(shipped_policies())
+            .args(extra)
+            .arg("EXECUTE wipe")
+            .output()
+            .expect("run dbward");
+        assert!(output.status.success());
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("JSON")
+    };
+    assert_eq!(run(&[])["class"], "unknown");
+    let known = run(&["--prepared", "wipe=DELETE FROM orders"]);
+    assert_eq!(known["class"], "delete");
+    assert_eq!(known["rule"], "ai-dml-without-where-needs-approval");
+}
+
+#[test]
 fn explain_rejects_unknown_facts() {
     dbward()
         .args(["policy", "explain", "--as", "dbuser=app", "--policy"])

@@ -223,6 +223,13 @@ pub trait PreparedStatements {
     fn prepared_sql(&self, name: &str) -> Option<String>;
 }
 
+/// A session's prepared statements by name.
+impl PreparedStatements for std::collections::HashMap<String, String> {
+    fn prepared_sql(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
 /// No prepared statements known.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoPrepared;
