@@ -271,7 +271,12 @@ fn do_block(tokens: &[Token], prepared: &dyn PreparedStatements, acc: &mut Findi
 
 /// Reads a PL/pgSQL body statement by statement. What it cannot follow (loops over
 /// queries, dynamic SQL from expressions, exception handlers) is unknown.
-fn plpgsql(body: &str, prepared: &dyn PreparedStatements, acc: &mut Findings, depth: usize) {
+pub(super) fn plpgsql(
+    body: &str,
+    prepared: &dyn PreparedStatements,
+    acc: &mut Findings,
+    depth: usize,
+) {
     let dialect = PostgreSqlDialect {};
     let tokens = match Tokenizer::new(&dialect, body).tokenize() {
         Ok(tokens) => tokens,

@@ -5,14 +5,16 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects,
-    Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart, ObjectType, Query, Select,
-    SelectItem, Set, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
+    CopySource, CopyTarget, CreateFunction, CreateFunctionBody, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GrantObjects, Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart,
+    ObjectType, Query, Select, SelectItem, Set, SetExpr, Statement, TableFactor, Value, Visit,
+    Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::fallback;
 use super::findings::Findings;
 use super::functions::{self, Concern};
 use super::predicate;
@@ -339,12 +341,15 @@ impl Walker<'_> {
                 acc.add(Class::Write, "CALL");
                 acc.note("CALL runs a procedure whose body is not inspected".to_string());
             }
+            Statement::CreateFunction(function) => {
+                acc.add(Class::Ddl, "CREATE FUNCTION");
+                self.function_body(function);
+            }
             Statement::CreateView { .. }
             | Statement::CreateTable { .. }
             | Statement::CreateIndex { .. }
             | Statement::CreateSchema { .. }
             | Statement::CreateDatabase { .. }
-            | Statement::CreateFunction { .. }
             | Statement::CreateProcedure { .. }
             | Statement::CreateTrigger { .. }
             | Statement::CreateSequence { .. }
@@ -476,6 +481,57 @@ impl Walker<'_> {
             }
             None => acc.add(Class::Session, "SET"),
         }
+    }
+
+    /// A function's body does not run when the function is created, but what it would do
+    /// is reported: its functions and tables join the statement's (so `function:` rules
+    /// see wrappers around e.g. `pg_read_file`), its classes are noted.
+    fn function_body(&mut self, function: &CreateFunction) {
+        let body = match &function.function_body {
+            Some(CreateFunctionBody::AsBeforeOptions { body, .. })
+            | Some(CreateFunctionBody::AsAfterOptions(body)) => body,
+            _ => return,
+        };
+        let Some(text) = literal_string(body) else {
+            return;
+        };
+        if !matches!(body, Expr::Value(v) if matches!(v.value, Value::DollarQuotedString(_))) {
+            self.acc.cacheable = false;
+        }
+        let language = function.language.as_ref().map(|l| l.value.to_lowercase());
+        let mut inner = Findings::new();
+        match language.as_deref() {
+            None | Some("sql") => {
+                classify_into(&text, self.prepared, &mut inner, self.depth + 1, false);
+            }
+            Some("plpgsql") => fallback::plpgsql(&text, self.prepared, &mut inner, self.depth + 1),
+            Some(other) => {
+                self.acc.note(format!(
+                    "a function body in language {other} is not inspected"
+                ));
+                return;
+            }
+        }
+        let classes: Vec<&str> = inner.classes.iter().map(Class::name).collect();
+        self.acc.note(format!(
+            "the function's body, when called, is: {}",
+            if classes.is_empty() {
+                "-".to_string()
+            } else {
+                classes.join(", ")
+            }
+        ));
+        for name in inner.functions {
+            if !self.acc.functions.contains(&name) {
+                self.acc.functions.push(name);
+            }
+        }
+        for table in inner.tables {
+            if !self.acc.tables.contains(&table) {
+                self.acc.tables.push(table);
+            }
+        }
+        self.acc.cacheable &= inner.cacheable;
     }
 
     fn execute(&mut self, name: Option<&ObjectName>) {
