@@ -70,7 +70,7 @@ fn check_names_file_line_column_key_and_hint_and_exits_1() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("10-broken.yaml:4:7: clas: unknown key"),
+        stderr.contains("10-broken.yaml:4:7: rules[0].match.clas: unknown key"),
         "{stderr}"
     );
     assert!(stderr.contains("hint: valid keys here:"), "{stderr}");
@@ -191,6 +191,32 @@ fn explain_shows_every_rule_and_the_deciding_one() {
         "{stdout}"
     );
     assert!(stdout.contains("claude-code (kind ai_agent"), "{stdout}");
+}
+
+#[test]
+fn explain_follows_execute_to_the_prepared_statement() {
+    let run = |extra: &[&str]| {
+        let output = dbward()
+            .args([
+                "policy",
+                "explain",
+                "--json",
+                "--as",
+                "kind=ai_agent",
+                "--policy",
+            ])
+            .arg(shipped_policies())
+            .args(extra)
+            .arg("EXECUTE wipe")
+            .output()
+            .expect("run dbward");
+        assert!(output.status.success());
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("JSON")
+    };
+    assert_eq!(run(&[])["class"], "unknown");
+    let known = run(&["--prepared", "wipe=DELETE FROM orders"]);
+    assert_eq!(known["class"], "delete");
+    assert_eq!(known["rule"], "ai-dml-without-where-needs-approval");
 }
 
 #[test]

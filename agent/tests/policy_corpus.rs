@@ -170,8 +170,22 @@ fn cached_classification_equals_fresh_classification_for_the_corpus() {
             let fresh = PostgresClassifier.classify(&case.sql, &NoPrepared);
             let got = cached.classify(&case.sql, &NoPrepared);
             assert_eq!(
-                (got.class, got.classes, &got.tables, &got.functions),
-                (fresh.class, fresh.classes, &fresh.tables, &fresh.functions),
+                (
+                    got.class,
+                    got.classes,
+                    &got.tables,
+                    &got.functions,
+                    got.has_where,
+                    got.has_limit
+                ),
+                (
+                    fresh.class,
+                    fresh.classes,
+                    &fresh.tables,
+                    &fresh.functions,
+                    fresh.has_where,
+                    fresh.has_limit
+                ),
                 "round {round}, {}:{}",
                 case.file,
                 case.line

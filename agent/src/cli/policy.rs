@@ -1,6 +1,7 @@
 //! `dbward policy check|test|explain`: tools for security teams to validate, test and
 //! understand policy files.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -57,6 +58,10 @@ pub enum PolicyCommand {
         /// When the statement runs (RFC 3339); default now.
         #[arg(long)]
         at: Option<String>,
+        /// A statement prepared earlier in the session, for `EXECUTE name`:
+        /// `--prepared 'name=DELETE FROM t WHERE id = $1'`.
+        #[arg(long, value_name = "NAME=SQL", value_parser = parse_pair)]
+        prepared: Vec<(String, String)>,
         /// The SQL text.
         sql: String,
     },
@@ -82,8 +87,16 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             json,
             facts,
             at,
+            prepared,
             sql,
-        } => explain(&policy, json, &facts, at.as_deref(), &sql),
+        } => explain(
+            &policy,
+            json,
+            &facts,
+            at.as_deref(),
+            &prepared.into_iter().collect(),
+            &sql,
+        ),
     }
 }
 
@@ -149,6 +162,7 @@ fn explain(
     json: bool,
     pairs: &[(String, String)],
     at: Option<&str>,
+    prepared: &HashMap<String, String>,
     sql: &str,
 ) -> anyhow::Result<ExitCode> {
     let facts = Facts::from_pairs(pairs).context("--as")?;
@@ -161,7 +175,7 @@ fn explain(
     let Some(set) = load(dir) else {
         return Ok(ExitCode::FAILURE);
     };
-    let decision = set.evaluate(&facts, sql, now);
+    let decision = set.evaluate_with(&facts, sql, now, prepared);
     if json {
         let mut value = serde_json::to_value(&decision).context("encoding the decision")?;
         value["class"] = serde_json::Value::from(decision.classification.class.name());

@@ -222,7 +222,8 @@ mod tests {
     #[test]
     fn first_matching_identity_names_the_principal() {
         let ids = identities();
-        let cases: [(&[(&str, &str)], &str, Kind); 5] = [
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Pairs, &str, Kind); 5] = [
             (
                 &[("application_name", "claude-code")],
                 "claude",

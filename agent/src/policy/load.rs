@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde_saphyr::{Location, SnippetMode, Spanned};
+use serde_saphyr::{Location, Spanned};
 use sha2::{Digest, Sha256};
 
 use super::classify::{Class, ClassSet};
@@ -17,6 +17,7 @@ use super::identity::{Identities, Identity, IdentityConditions, Kind, Principal}
 use super::model::{self, PolicyFile, RawOutcome, StringList};
 use super::outcome::{Outcome, Unmediated};
 use super::rule::{Rule, RuleConditions, TimeWindow};
+use super::yaml::{self, entry_key};
 
 /// One problem in the policy files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +82,9 @@ pub(super) struct Compiled {
     pub(super) settings: Settings,
 }
 
-/// Reads every `*.yaml`/`*.yml` file of `dir` in file-name order.
-pub(super) fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyErrors> {
+/// Reads every `*.yaml`/`*.yml` file of `dir` in file-name order; `what` names the files
+/// (`policy`, `test`) in errors.
+pub(super) fn read_dir(dir: &Path, what: &str) -> Result<Vec<(PathBuf, String)>, PolicyErrors> {
     let whole = |message: String, hint: &str| {
         PolicyErrors(vec![PolicyError {
             file: dir.to_path_buf(),
@@ -94,8 +96,8 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError
     };
     let entries = std::fs::read_dir(dir).map_err(|e| {
         whole(
-            format!("cannot read the policy directory: {e}"),
-            "create it, or pass the directory holding the *.yaml policy files with --policy DIR",
+            format!("cannot read the {what} directory: {e}"),
+            &format!("create it, or pass the directory holding the *.yaml {what} files"),
         )
     })?;
     let mut paths: Vec<PathBuf> = entries
@@ -105,8 +107,8 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError
     paths.sort();
     if paths.is_empty() {
         return Err(whole(
-            "no policy files (*.yaml) found".to_string(),
-            "copy the examples from policies/ and adapt them",
+            format!("no {what} files (*.yaml) found"),
+            "copy the examples from policies/ (and policies/tests/) and adapt them",
         ));
     }
     let mut sources = Vec::new();
@@ -181,8 +183,8 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<Compiled, PolicyE
                 unidentified = Some(u);
             }
         }
-        for (i, raw) in file.identities.iter().enumerate() {
-            let key = format!("identities[{i}]");
+        for (i, raw) in file.identities.iter().flatten().enumerate() {
+            let key = entry_key(text, &raw.name.referenced, format!("identities[{i}]"));
             if identity_names.contains(&raw.name.value) {
                 c.error(
                     &raw.name.referenced,
@@ -196,8 +198,8 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<Compiled, PolicyE
                 identities.push(identity);
             }
         }
-        for (i, raw) in file.rules.iter().enumerate() {
-            let key = format!("rules[{i}]");
+        for (i, raw) in file.rules.iter().flatten().enumerate() {
+            let key = entry_key(text, &raw.name.referenced, format!("rules[{i}]"));
             if let Some((_, other)) = names.iter().find(|(n, _)| *n == raw.name.value) {
                 c.error(
                     &raw.name.referenced,
@@ -253,63 +255,7 @@ fn parse_file(c: &mut Checker<'_>, text: &str) -> Option<PolicyFile> {
     if only_comments {
         return Some(PolicyFile::default());
     }
-    match serde_saphyr::from_str::<PolicyFile>(text) {
-        Ok(file) => Some(file),
-        Err(err) => {
-            c.errors.push(yaml_error(c.file, &err));
-            None
-        }
-    }
-}
-
-/// Turns a YAML/serde error into a policy error with the key and a hint.
-fn yaml_error(file: &Path, err: &serde_saphyr::Error) -> PolicyError {
-    let position = err.location().map(|l| (l.line(), l.column()));
-    let options = serde_saphyr::render_options! { snippets: SnippetMode::Off };
-    let mut text = err.render_with_options(options);
-    if let Some(at) = text.rfind(" at line ") {
-        text.truncate(at);
-    }
-    let between_ticks = |s: &str| -> Option<String> {
-        let start = s.find('`')? + 1;
-        let end = start + s[start..].find('`')?;
-        Some(s[start..end].to_string())
-    };
-    let expected = text
-        .find("expected one of ")
-        .map(|at| text[at + "expected one of ".len()..].replace('`', ""));
-    let (key, message, hint) = if text.contains("unknown field") {
-        (
-            between_ticks(&text).unwrap_or_default(),
-            "unknown key".to_string(),
-            expected.map(|e| format!("valid keys here: {e}")),
-        )
-    } else if text.contains("unknown variant") {
-        (
-            between_ticks(&text).unwrap_or_default(),
-            "unknown value".to_string(),
-            expected.map(|e| format!("valid values: {e}")),
-        )
-    } else if let Some(field) = text.strip_prefix("missing field ") {
-        (
-            field.trim_matches('`').to_string(),
-            "required key is missing".to_string(),
-            Some("add it to the entry above this position".to_string()),
-        )
-    } else {
-        (
-            String::new(),
-            text,
-            Some("fix the YAML at this position; see docs/policy.md for the format".to_string()),
-        )
-    };
-    PolicyError {
-        file: file.to_path_buf(),
-        position,
-        key,
-        message,
-        hint,
-    }
+    yaml::parse(c.file, text, c.errors)
 }
 
 struct Checker<'a> {
@@ -729,7 +675,7 @@ mod tests {
             "rules:\n  - name: r\n    match:\n      clas: [read]\n    outcome: allow\n",
         )]);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(errs[0].key, "clas");
+        assert_eq!(errs[0].key, "rules[0].match.clas");
         assert_eq!(errs[0].position.map(|p| p.0), Some(4));
         assert!(
             errs[0].hint.as_deref().unwrap_or("").contains("class"),
@@ -772,6 +718,28 @@ mod tests {
             errs[0].position,
             Some((3, 20)),
             "points at the offending value"
+        );
+    }
+
+    #[test]
+    fn several_structure_errors_in_one_file_are_all_reported() {
+        let errs = errors(&[(
+            "a.yaml",
+            "rules:\n  - name: r0\n    match:\n      clas: read\n    outcome: allow\n  - name: r1\n    outcome: perhaps\n  - name: r2\n    match: {class: [exprot]}\n    outcome: allow\nidentitys: []\n",
+        )]);
+        let found: Vec<(String, Option<u64>)> = errs
+            .iter()
+            .map(|e| (e.key.clone(), e.position.map(|p| p.0)))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("rules[0].match.clas".to_string(), Some(4)),
+                ("rules[1].outcome".to_string(), Some(7)),
+                ("identitys".to_string(), Some(11)),
+                ("rules[2].match.class".to_string(), Some(9)),
+            ],
+            "{errs:#?}"
         );
     }
 

@@ -14,6 +14,7 @@ pub mod outcome;
 mod rule;
 pub mod store;
 pub mod testing;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,7 +62,7 @@ impl PolicySet {
     /// Loads every `*.yaml`/`*.yml` file of `dir` (in file-name order), reporting every
     /// problem found with file:line:column.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
-        let sources = load::read_dir(dir)?;
+        let sources = load::read_dir(dir, "policy")?;
         PolicySet::from_sources(&sources)
     }
 
@@ -76,6 +77,12 @@ impl PolicySet {
             settings: compiled.settings,
             classifier: CachedClassifier::new(Box::new(PostgresClassifier), CACHE_ENTRIES),
         })
+    }
+
+    /// Replaces the SQL dialect's classifier (PostgreSQL by default), e.g. for MySQL hosts.
+    pub fn with_classifier(mut self, classifier: Box<dyn classify::Classifier>) -> PolicySet {
+        self.classifier = CachedClassifier::new(classifier, CACHE_ENTRIES);
+        self
     }
 
     /// sha256 (hex) of the policy files' names and contents.

@@ -14,11 +14,9 @@ pub struct PolicyFile {
     /// Settings for what no rule decides. At most one file may set them.
     pub defaults: Option<Spanned<Defaults>>,
     /// Who is behind a session: observed facts → principal. First match wins.
-    #[serde(default)]
-    pub identities: Vec<Identity>,
+    pub identities: Option<Vec<Identity>>,
     /// What each principal may do. The most restrictive matching rule wins.
-    #[serde(default)]
-    pub rules: Vec<Rule>,
+    pub rules: Option<Vec<Rule>>,
 }
 
 /// `defaults:`

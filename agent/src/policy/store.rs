@@ -76,7 +76,7 @@ impl PolicyStore {
 
     /// Reloads the directory. On error the previous policy stays active.
     pub fn reload(&self) -> ReloadResult {
-        let sources = super::load::read_dir(&self.dir)?;
+        let sources = super::load::read_dir(&self.dir, "policy")?;
         let hash = super::load::content_hash(&sources);
         if hash == self.active.load().content_hash {
             return Ok(ReloadOutcome {
@@ -94,7 +94,8 @@ impl PolicyStore {
 }
 
 /// Reloads `store` on SIGHUP and whenever a file in its directory changes, calling
-/// `on_reload` with every result (the caller records it as a `policy_reload` audit event).
+/// `on_reload` with every result (the caller records it as a `policy_reload` audit event);
+/// file events that leave the policy's content unchanged are not reported.
 /// Runs until the task is dropped; fails only if watching cannot start.
 pub async fn watch(
     store: Arc<PolicyStore>,
@@ -129,6 +130,10 @@ pub async fn watch(
             }
         };
         let result = store.reload();
+        if trigger == "file_change" && result.as_ref().is_ok_and(|r| !r.changed) {
+            // Unrelated files (editor swap files) changed; the policy did not.
+            continue;
+        }
         match &result {
             Ok(outcome) => info!(
                 trigger,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::facts::Facts;
 use super::model::StringList;
-use super::{PolicyError, PolicyErrors, PolicySet};
+use super::{PolicyErrors, PolicySet};
 
 /// A file of test cases.
 #[derive(Debug, Deserialize)]
@@ -103,25 +103,12 @@ impl fmt::Display for CaseResult {
 /// Reads every `*.yaml`/`*.yml` test file in `dir` (file-name order); every file's errors
 /// are reported with their position.
 pub fn load_tests(dir: &Path) -> Result<Vec<(PathBuf, TestFile)>, PolicyErrors> {
-    let sources = super::load::read_dir(dir)?;
+    let sources = super::load::read_dir(dir, "test")?;
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for (path, text) in sources {
-        match serde_saphyr::from_str::<TestFile>(&text) {
-            Ok(file) => files.push((path, file)),
-            Err(err) => errors.push(PolicyError {
-                file: path,
-                position: err.location().map(|l| (l.line(), l.column())),
-                key: String::new(),
-                message: err
-                    .render_with_options(serde_saphyr::render_options! {
-                        snippets: serde_saphyr::SnippetMode::Off
-                    }),
-                hint: Some(
-                    "a test file is `tests:` with entries {name, as, sql, at, expect: {outcome, rule, unmatched, class, principal}}"
-                        .to_string(),
-                ),
-            }),
+        if let Some(file) = super::yaml::parse::<TestFile>(&path, &text, &mut errors) {
+            files.push((path, file));
         }
     }
     if errors.is_empty() {

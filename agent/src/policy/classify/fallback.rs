@@ -7,8 +7,9 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::findings::Findings;
 use super::functions::{self, Concern};
-use super::postgres::{Acc, classify_into, split_statements, walk};
+use super::postgres::{classify_into, quoted_name, split_statements, walk};
 use super::{Class, PreparedStatements};
 
 /// Commands recognised by their leading words: (words, class, command). Longer prefixes
@@ -80,7 +81,7 @@ const UTILITY: &[(&[&str], Class, &str)] = &[
 pub(super) fn classify_unparsed(
     tokens: &[Token],
     prepared: &dyn PreparedStatements,
-    acc: &mut Acc,
+    acc: &mut Findings,
     depth: usize,
 ) -> bool {
     let words = leading_words(tokens, 4);
@@ -114,7 +115,7 @@ pub(super) fn classify_unparsed(
 fn table_statement(
     tokens: &[Token],
     prepared: &dyn PreparedStatements,
-    acc: &mut Acc,
+    acc: &mut Findings,
     depth: usize,
 ) -> bool {
     let rest = drop_words(tokens, 1);
@@ -132,7 +133,7 @@ fn table_statement(
 fn copy_without_options(
     tokens: &[Token],
     prepared: &dyn PreparedStatements,
-    acc: &mut Acc,
+    acc: &mut Findings,
     depth: usize,
 ) -> bool {
     let Some(last) = tokens
@@ -182,14 +183,14 @@ fn copy_without_options(
 }
 
 /// Adds the classes of functions of concern called anywhere in `tokens` (`name (`).
-fn functions_of_concern(tokens: &[Token], acc: &mut Acc) {
+fn functions_of_concern(tokens: &[Token], acc: &mut Findings) {
     let significant: Vec<&Token> = significant(tokens).collect();
     for pair in significant.windows(2) {
         let (Token::Word(w), Token::LParen) = (pair[0], pair[1]) else {
             continue;
         };
         let name = if w.quote_style.is_some() {
-            w.value.clone()
+            quoted_name(&w.value)
         } else {
             w.value.to_lowercase()
         };
@@ -233,7 +234,7 @@ fn string_literal(token: &Token) -> Option<(String, bool)> {
 }
 
 /// `DO [LANGUAGE l] body [LANGUAGE l]`: the body's statements decide the class.
-fn do_block(tokens: &[Token], prepared: &dyn PreparedStatements, acc: &mut Acc, depth: usize) {
+fn do_block(tokens: &[Token], prepared: &dyn PreparedStatements, acc: &mut Findings, depth: usize) {
     acc.command("DO");
     let rest: Vec<&Token> = significant(tokens).skip(1).collect();
     let mut body = None;
@@ -270,7 +271,12 @@ fn do_block(tokens: &[Token], prepared: &dyn PreparedStatements, acc: &mut Acc, 
 
 /// Reads a PL/pgSQL body statement by statement. What it cannot follow (loops over
 /// queries, dynamic SQL from expressions, exception handlers) is unknown.
-fn plpgsql(body: &str, prepared: &dyn PreparedStatements, acc: &mut Acc, depth: usize) {
+pub(super) fn plpgsql(
+    body: &str,
+    prepared: &dyn PreparedStatements,
+    acc: &mut Findings,
+    depth: usize,
+) {
     let dialect = PostgreSqlDialect {};
     let tokens = match Tokenizer::new(&dialect, body).tokenize() {
         Ok(tokens) => tokens,
@@ -320,7 +326,7 @@ fn plpgsql(body: &str, prepared: &dyn PreparedStatements, acc: &mut Acc, depth: 
 fn plpgsql_statement(
     tokens: &[Token],
     prepared: &dyn PreparedStatements,
-    acc: &mut Acc,
+    acc: &mut Findings,
     depth: usize,
 ) {
     let words = leading_words(tokens, 1);
@@ -364,7 +370,7 @@ fn plpgsql_statement(
 fn sql_expression(
     tokens: &[Token],
     prepared: &dyn PreparedStatements,
-    acc: &mut Acc,
+    acc: &mut Findings,
     depth: usize,
 ) {
     if significant(tokens).next().is_some() {

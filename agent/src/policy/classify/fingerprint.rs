@@ -339,5 +339,15 @@ mod tests {
                 .class,
             Class::Admin
         );
+        assert!(
+            cached
+                .classify("DELETE FROM t WHERE 1 = 2", &NoPrepared)
+                .has_where
+        );
+        assert!(
+            !cached
+                .classify("DELETE FROM t WHERE 1 = 1", &NoPrepared)
+                .has_where
+        );
     }
 }

