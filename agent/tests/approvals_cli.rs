@@ -181,3 +181,55 @@ async fn pipeline_approves_and_denies_through_the_cli() {
     assert!(!ok && err.contains("--status \"bogus\""), "{err}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_trusts_a_private_ca_given_with_ca_cert() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("cert");
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write");
+    std::fs::write(dir.path().join("tls.crt"), cert.pem()).expect("write");
+    std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).expect("write");
+    let text = config(dir.path()).replacen(
+        "\n[[hosts]]",
+        &format!(
+            "\n[tls]\ncert_path = \"{0}/tls.crt\"\nkey_path = \"{0}/tls.key\"\n\n[[hosts]]",
+            dir.path().display()
+        ),
+        1,
+    );
+    let server =
+        dbward_approver::server::start(Config::parse(&text, Path::new("t.toml")).expect("config"))
+            .await
+            .expect("approver");
+    let url = format!("https://localhost:{}", server.addr.port());
+    let ca_path = dir.path().join("ca.pem").display().to_string();
+    let (trusted, untrusted) = tokio::task::spawn_blocking(move || {
+        (
+            dbward(
+                &url,
+                "token-bob-0123456789",
+                &["list", "--ca-cert", &ca_path],
+            ),
+            dbward(&url, "token-bob-0123456789", &["list"]),
+        )
+    })
+    .await
+    .expect("join");
+    assert!(trusted.0, "with --ca-cert: {}", trusted.2);
+    assert!(trusted.1.contains("no requests"), "{}", trusted.1);
+    assert!(
+        !untrusted.0,
+        "without --ca-cert the private CA is not trusted"
+    );
+    assert!(untrusted.2.contains("unreachable"), "{}", untrusted.2);
+    server.stop().await;
+}

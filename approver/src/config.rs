@@ -54,6 +54,26 @@ pub struct Config {
     /// OpenID Connect login for the web UI.
     #[serde(default)]
     pub oidc: Option<OidcConfig>,
+    /// TLS on the listener (otherwise plain HTTP, e.g. behind a TLS proxy).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS settings, with optional client certificates for agents (mTLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert_path: PathBuf,
+    /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+    /// CA (PEM) that client certificates must chain to; clients without a certificate
+    /// are still served (browsers, Slack, Teams).
+    #[serde(default)]
+    pub client_ca_path: Option<PathBuf>,
+    /// Accept a host token only with a client certificate whose DNS name is the host.
+    #[serde(default)]
+    pub require_host_certificates: bool,
 }
 
 fn default_max_body() -> usize {
@@ -301,6 +321,12 @@ impl Config {
                     t.principal
                 ));
             }
+        }
+        if let Some(tls) = &self.tls
+            && tls.require_host_certificates
+            && tls.client_ca_path.is_none()
+        {
+            problems.push("tls.require_host_certificates needs tls.client_ca_path (the CA of the agents' certificates)".into());
         }
         if let Some(teams) = &self.channels.teams {
             use base64::Engine;

@@ -14,6 +14,7 @@
 //! - [`channels`] — Slack, Teams, webhooks (outbound messages, callback signatures).
 //! - [`api`] — the HTTP API, callbacks, OpenAPI, rejection auditing.
 //! - [`web`] — the web UI and OIDC login.
+//! - [`tls`] — optional TLS and client certificates (mTLS) on the listener.
 //! - [`server`] — wiring and the listener.
 //! - [`bench`] — the approval latency harness.
 #![deny(missing_docs)]
@@ -28,5 +29,6 @@ pub mod rules;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod waiters;
 pub mod web;

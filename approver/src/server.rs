@@ -15,6 +15,7 @@ use crate::directory::Directory;
 use crate::keys::{self, KeyFileError};
 use crate::service::Service;
 use crate::store::{Store, StoreError};
+use crate::tls::Peer;
 use crate::web::Web;
 
 /// Why the service could not start.
@@ -26,6 +27,9 @@ pub enum StartError {
     /// Signing key problem.
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    /// TLS set-up failed.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// Could not listen.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -43,14 +47,15 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The service core.
     pub service: Arc<Service>,
+    scheme: &'static str,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
-    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    /// Base URL, e.g. `http://127.0.0.1:41234` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops listening and waits for the server task.
@@ -94,6 +99,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr: config.listen,
         source,
     })?;
+    let config_listen = config.listen;
     let state = AppState {
         svc: Arc::clone(&service),
         tokens: Arc::new(api::auth::Tokens::new(&config)),
@@ -104,20 +110,51 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )),
         config: Arc::new(config),
     };
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let tls = match &state.config.tls {
+        Some(t) => Some(crate::tls::server_config(t)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let router = api::router(state);
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = rx.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
+    let shutdown = async {
+        let _ = rx.await;
+    };
+    let task = match tls {
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls).map_err(|source| {
+                StartError::Listen {
+                    addr: config_listen,
+                    source,
+                }
+            })?;
+            let app = router.into_make_service_with_connect_info::<Peer>();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTPS server failed");
+                }
+            })
         }
-    });
+        None => {
+            let app = router.into_make_service_with_connect_info::<Peer>();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            })
+        }
+    };
     tracing::info!(%addr, "dbward-approver listening");
     Ok(Running {
         addr,
         service,
+        scheme,
         shutdown: Some(tx),
         task,
     })

@@ -578,6 +578,25 @@ async fn bad_input_gets_a_clear_status_an_audit_record_and_changes_nothing() {
     assert_eq!(view.status, RequestStatus::Pending);
     assert!(view.votes.is_empty());
     assert_eq!(view.request.statement, "DELETE FROM orders");
+    let (status, trail) = raw(
+        Method::GET,
+        &format!("{base}/api/v1/audit?limit=500"),
+        Some(&alice),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rejected = trail["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["kind"] == "rejected")
+        .count();
+    assert!(
+        rejected >= 14,
+        "the audit API shows every refusal, got {rejected}"
+    );
 }
 
 #[tokio::test]

@@ -150,6 +150,68 @@ async fn two_replicas_share_state_and_decide_each_request_exactly_once() {
         .expect("b");
     assert_eq!((r.accepted, r.duplicates), (2, 2));
 
+    // Listing, search and the audit trail run the same SQL on PostgreSQL.
+    let approved = client(&b, &token("alice"))
+        .list(Some(RequestStatus::Approved), Some("where id = 1"))
+        .await
+        .expect("list");
+    assert_eq!(approved.len(), 1);
+    assert_eq!(approved[0].request.request_id, req.request_id);
+    let all = client(&a, &token("alice"))
+        .list(None, None)
+        .await
+        .expect("list all");
+    assert_eq!(all.len(), 11);
+    let (status, found) = raw(
+        reqwest::Method::GET,
+        &format!("{}/api/v1/events?host=db1&q=db1:3", b.url()),
+        Some(&token("alice")),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(found["events"].as_array().map(Vec::len), Some(1));
+    let trail = a.service.store.list_audit(100).await.expect("audit");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.kind == "rejected" && r.detail.contains("double_vote")),
+        "refusals are audited in PostgreSQL"
+    );
+
+    // Break-glass and its review queue.
+    let mut urgent = request("VACUUM FULL orders", 2, 60);
+    urgent.requester.principal = "oncall".into();
+    urgent.requester.owner = None;
+    client(&a, DB1_TOKEN)
+        .file_request(&urgent)
+        .await
+        .expect("file");
+    client(&b, &token("oncall"))
+        .break_glass(urgent.request_id, "disk full")
+        .await
+        .expect("break glass");
+    let queue = a
+        .service
+        .store
+        .unreviewed_break_glass()
+        .await
+        .expect("queue");
+    assert_eq!(queue.len(), 1);
+    b.service
+        .review(urgent.request_id, "bob", "justified")
+        .await
+        .expect("review");
+    assert!(
+        a.service
+            .store
+            .unreviewed_break_glass()
+            .await
+            .expect("queue")
+            .is_empty()
+    );
+
     // A request expires on the shared store and both replicas report it.
     let short = request("DELETE FROM orders", 1, 1);
     client(&b, DB1_TOKEN)

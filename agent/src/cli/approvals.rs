@@ -22,6 +22,9 @@ pub struct ApprovalsArgs {
         global = true
     )]
     pub token: Option<String>,
+    /// PEM CA certificate to trust for an approver with a private CA.
+    #[arg(long, env = "DBWARD_APPROVER_CA", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -100,7 +103,20 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
     let token = args
         .token
         .context("no approver token: pass --token or set DBWARD_APPROVER_TOKEN")?;
-    let client = ApproverClient::new(&server, token)?;
+    let client = match &args.ca_cert {
+        None => ApproverClient::new(&server, token)?,
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --ca-cert {}", path.display()))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("--ca-cert {}: not a PEM certificate", path.display()))?;
+            let http = reqwest::Client::builder()
+                .add_root_certificate(ca)
+                .build()
+                .context("building the HTTPS client")?;
+            ApproverClient::with_http(&server, token, http)?
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -15,14 +15,13 @@ pub mod events;
 pub mod openapi;
 pub mod requests;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use uuid::Uuid;
@@ -31,6 +30,7 @@ use self::auth::{Caller, Tokens};
 use self::error::{Failure, Rejected};
 use crate::config::Config;
 use crate::service::Service;
+use crate::tls::Peer;
 use crate::web::Web;
 
 /// Name of the web session cookie.
@@ -127,12 +127,55 @@ pub fn parse_id(raw: &str) -> Result<Uuid, Failure> {
     })
 }
 
-async fn audit_rejections(
+/// With `tls.require_host_certificates`, a host token is accepted only over a
+/// connection whose client certificate is valid for that host name.
+async fn host_certificates(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     req: Request,
     next: Next,
 ) -> Response {
+    let required = st
+        .config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.require_host_certificates);
+    if required
+        && let Some(Caller::Host(host)) =
+            auth::bearer(req.headers()).and_then(|t| st.tokens.lookup(t))
+    {
+        match &peer.client_cert {
+            None => {
+                return Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    "client_certificate_required",
+                    format!("host {host} must present its client certificate (mTLS is required for host tokens)"),
+                )
+                .by(host)
+                .into_response();
+            }
+            Some(cert) if !crate::tls::cert_valid_for(cert, host) => {
+                return Failure::new(
+                    StatusCode::FORBIDDEN,
+                    "client_certificate_mismatch",
+                    format!("the client certificate is not valid for host {host}; use that host's certificate"),
+                )
+                .by(host)
+                .into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    next.run(req).await
+}
+
+async fn audit_rejections(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let peer = peer.addr;
     let line = format!("{} {}", req.method(), req.uri().path());
     let resp = next.run(req).await;
     let status = resp.status();
@@ -196,6 +239,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))
         .merge(crate::web::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host_certificates,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit_rejections,

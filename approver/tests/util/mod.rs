@@ -135,7 +135,7 @@ impl Harness {
         self.running.url()
     }
 
-    /// Client with a token.
+    /// Client with a token (plain HTTP services only).
     pub fn client(&self, token: &str) -> ApproverClient {
         ApproverClient::new(&self.url(), token).expect("client")
     }
@@ -229,18 +229,19 @@ pub async fn raw(
     )
 }
 
-/// Audit records of the service (newest first).
+/// Audit records of the service (newest first), read from its store.
 pub async fn audit(h: &Harness) -> Vec<serde_json::Value> {
-    let (status, body) = raw(
-        reqwest::Method::GET,
-        &format!("{}/api/v1/audit?limit=1000", h.url()),
-        Some(&token("alice")),
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    body["records"].as_array().expect("records").clone()
+    let records = h
+        .running
+        .service
+        .store
+        .list_audit(1000)
+        .await
+        .expect("audit records");
+    records
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("json"))
+        .collect()
 }
 
 /// Whether an audit record with this code and status exists.
