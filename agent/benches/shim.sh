@@ -60,7 +60,7 @@ logfile = $WORK/pgbouncer.log
 INI
 echo '"postgres" ""' > "$WORK/userlist.txt"
 chown postgres:postgres "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
-runuser -u postgres -- pgbouncer "$WORK/pgbouncer.ini" &
+runuser -u postgres -- pgbouncer -q "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
 BOUNCER_PID=$!
 sleep 1
 

@@ -456,3 +456,36 @@ async fn execute_of_statement_prepared_in_sql_is_refused() {
     );
     shim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_hold_expires_with_request_id_and_session_goes_on() {
+    let pg = Pg::start();
+    pg.psql_direct("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    let store = Arc::new(LocalApprovals::default());
+    let gate = PrefixGate::default().hold("update", Duration::from_secs(1), false);
+    let mut opts = ShimOptions::new(Arc::new(gate));
+    opts.approvals = store.clone();
+    let shim = start_shim(&pg, opts).await;
+    let client = connect(shim.port(), "postgres", None).await;
+    let started = Instant::now();
+    let err = client
+        .execute("UPDATE t SET id = $1", &[&7_i32])
+        .await
+        .expect_err("expired");
+    let db = err.as_db_error().expect("server-style error");
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().contains("expired after 1s"),
+        "{}",
+        db.message()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(store.list().is_empty());
+    assert_eq!(pg.psql_direct("SELECT id FROM t").trim(), "1");
+    let row = client
+        .query_one("SELECT 1::int4", &[])
+        .await
+        .expect("usable");
+    assert_eq!(row.get::<_, i32>(0), 1);
+    shim.stop().await;
+}

@@ -143,6 +143,11 @@ impl Session {
     /// Relays until the client or server leaves, or shutdown.
     pub async fn run(&mut self) -> Result<Flow, SessionError> {
         let idle_limit = self.ctx.config.idle_timeout();
+        let mut stop_rx = self.shutdown.clone();
+        let stop = async move {
+            let _ = stop_rx.changed().await;
+        };
+        tokio::pin!(stop);
         loop {
             let idle_now = self.idle();
             let idle_timer = async {
@@ -179,7 +184,7 @@ impl Session {
                     .await;
                     Flow::ClientGone
                 }
-                _ = self.shutdown.changed() => Flow::Shutdown,
+                () = &mut stop => Flow::Shutdown,
             };
             if flow == Flow::Shutdown {
                 self.close_client(
