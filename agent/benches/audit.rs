@@ -20,7 +20,11 @@ const REPLAY_EVENTS: u64 = 200_000;
 fn event(n: u64) -> AuditEvent {
     AuditEvent::Statement(Statement {
         session_id: format!("s{}", n % 64),
-        statement: format!("UPDATE pgbench_accounts SET abalance = abalance + {} WHERE aid = {}", n % 5000, n % 100_000),
+        statement: format!(
+            "UPDATE pgbench_accounts SET abalance = abalance + {} WHERE aid = {}",
+            n % 5000,
+            n % 100_000
+        ),
         outcome: "audit".into(),
         rule: Some("audit-writes".into()),
         class: Some("write".into()),
@@ -29,8 +33,16 @@ fn event(n: u64) -> AuditEvent {
 }
 
 fn open(dir: &Path) -> AuditLog {
-    let config = AuditConfig { dir: dir.join("audit"), key_file: dir.join("audit.key"), ..AuditConfig::default() };
-    AuditLog::open(AuditOptions { config, host: "bench".into() }).expect("open audit log")
+    let config = AuditConfig {
+        dir: dir.join("audit"),
+        key_file: dir.join("audit.key"),
+        ..AuditConfig::default()
+    };
+    AuditLog::open(AuditOptions {
+        config,
+        host: "bench".into(),
+    })
+    .expect("open audit log")
 }
 
 /// Appends `n` events and waits until they are durable; returns the elapsed time.
@@ -55,7 +67,12 @@ fn replay(dir: &Path, upto: u64) -> u64 {
         if batch.records.is_empty() {
             return sent;
         }
-        let lines: Vec<&[u8]> = batch.records.iter().filter(|r| filter.keep(&r.peek)).map(|r| r.line.as_slice()).collect();
+        let lines: Vec<&[u8]> = batch
+            .records
+            .iter()
+            .filter(|r| filter.keep(&r.peek))
+            .map(|r| r.line.as_slice())
+            .collect();
         let body = encode_body("bench", &lines);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &body).expect("gzip");
@@ -66,11 +83,18 @@ fn replay(dir: &Path, upto: u64) -> u64 {
 
 fn report(name: &str, events: u64, elapsed: Duration) {
     let rate = events as f64 / elapsed.as_secs_f64();
-    println!("{name}: {events} events in {elapsed:.2?} = {rate:.0} events/s ({:.2}× the 100,000 events/s goal)", rate / GOAL);
+    println!(
+        "{name}: {events} events in {elapsed:.2?} = {rate:.0} events/s ({:.2}× the 100,000 events/s goal)",
+        rate / GOAL
+    );
 }
 
 fn benches(c: &mut Criterion) {
-    report("sustained append (default fsync 200 ms, until durable)", REPLAY_EVENTS, append_run(REPLAY_EVENTS));
+    report(
+        "sustained append (default fsync 200 ms, until durable)",
+        REPLAY_EVENTS,
+        append_run(REPLAY_EVENTS),
+    );
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let upto = {
@@ -84,10 +108,17 @@ fn benches(c: &mut Criterion) {
     };
     let start = Instant::now();
     let replayed = replay(tmp.path(), upto);
-    report("spool replay (read, filter, encode, gzip)", replayed, start.elapsed());
+    report(
+        "spool replay (read, filter, encode, gzip)",
+        replayed,
+        start.elapsed(),
+    );
 
     let mut group = c.benchmark_group("audit");
-    group.sample_size(10).measurement_time(Duration::from_secs(5)).throughput(Throughput::Elements(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(1));
     group.bench_function("append_until_durable", |b| b.iter_custom(append_run));
     group.throughput(Throughput::Elements(upto));
     group.bench_function("replay_200k", |b| b.iter(|| replay(tmp.path(), upto)));

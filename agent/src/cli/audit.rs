@@ -80,6 +80,11 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(path: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        path.exists(),
+        "{}: no such audit file or directory",
+        path.display()
+    );
     let key_path = match key {
         Some(k) => k.to_owned(),
         None => {
