@@ -374,3 +374,29 @@ fn flipping_any_byte_of_a_record_is_caught_at_that_record() {
         }
     }
 }
+
+#[test]
+fn a_second_writer_on_the_same_directory_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path());
+    let first = AuditLog::open(AuditOptions {
+        config: cfg.clone(),
+        host: "db1".into(),
+    })
+    .expect("open");
+    let second = AuditLog::open(AuditOptions {
+        config: cfg.clone(),
+        host: "db1".into(),
+    });
+    assert!(
+        matches!(second, Err(dbward_agent::audit::AuditError::Locked(_))),
+        "{second:?}"
+    );
+    first.close().expect("close");
+    drop(first);
+    AuditLog::open(AuditOptions {
+        config: cfg,
+        host: "db1".into(),
+    })
+    .expect("reopen after the first closed");
+}

@@ -120,6 +120,8 @@ pub struct AuditLog {
     flush_tx: SyncSender<Msg>,
     synced: watch::Receiver<u64>,
     writer: Mutex<Option<JoinHandle<Result<(), AuditError>>>>,
+    /// Held for the log's lifetime so that a second process cannot append to the same chain.
+    _lock: File,
     dir: PathBuf,
     host: String,
     report: OpenReport,
@@ -149,6 +151,7 @@ impl AuditLog {
             path: dir.clone(),
             source,
         })?;
+        let lock = lock_dir(&dir)?;
         let key = Arc::new(HostKey::load_or_generate(&config.key_file).map_err(AuditError::Key)?);
         let verifying_key = key.publish_verifying_key(&dir).map_err(AuditError::Key)?;
         let resumed = resume(&dir).map_err(AuditError::Resume)?;
@@ -184,6 +187,7 @@ impl AuditLog {
             flush_tx: tx,
             synced,
             writer: Mutex::new(Some(handle)),
+            _lock: lock,
             dir,
             host,
             report,
@@ -289,6 +293,25 @@ impl Drop for AuditLog {
         if let Err(error) = self.close() {
             tracing::error!(%error, dir = %self.dir.display(), "closing the audit log failed");
         }
+    }
+}
+
+/// Takes an exclusive lock on `dir/.lock`; released by the kernel when the process dies.
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| AuditError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Locked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(AuditError::Io { path, source }),
     }
 }
 

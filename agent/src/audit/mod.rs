@@ -42,6 +42,9 @@ pub enum AuditError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another process has the log open.
+    #[error("{0}: the audit log is open in another process (another dbward agent?); stop it first")]
+    Locked(PathBuf),
     /// The host key could not be loaded or written.
     #[error(transparent)]
     Key(#[from] key::KeyError),
