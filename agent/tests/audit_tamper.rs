@@ -333,6 +333,18 @@ fn rotation_continues_the_chain_and_retention_leaves_a_verifiable_suffix() {
     assert_eq!(summary.first_seq, list[0].first_seq);
     assert_eq!(summary.files, 4);
 
+    let middle = fs::read(&list[1].path).expect("read");
+    fs::write(&list[1].path, b"").expect("empty a middle file");
+    let Err(VerifyError::Bad(finding)) = verify(&cfg.dir) else {
+        panic!("an emptied middle file must fail")
+    };
+    assert_eq!(
+        (finding.path.clone(), finding.problem.clone()),
+        (list[1].path.clone(), Problem::Empty)
+    );
+    fs::write(&list[1].path, middle).expect("restore");
+    verify(&cfg.dir).expect("restored");
+
     fs::remove_file(&list[1].path).expect("remove a middle file");
     let Err(VerifyError::Bad(finding)) = verify(&cfg.dir) else {
         panic!("a gap between files must fail")

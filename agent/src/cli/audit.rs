@@ -115,6 +115,11 @@ fn verify(path: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
                     s.first_seq
                 );
             }
+            if s.empty_last_file {
+                println!(
+                    "note: the newest file is empty (a crash right after rotation); the agent continues in it"
+                );
+            }
             if s.unsigned_tail > 0 {
                 println!(
                     "note: the last {} record(s) follow the last checkpoint and are not yet covered by a signature",
