@@ -1,6 +1,7 @@
 //! `cargo bench -p dbward-agent --bench audit`: sustained appends into the local audit log
 //! with the default fsync policy, and spool replay (read back, filter, encode, gzip), each
-//! printed as events/s and as a ratio to the 100,000 events/s goal.
+//! printed as events/s and as a ratio to the 100,000 events/s goal. For the one-core figure
+//! pin it: `taskset -c 0 cargo bench -p dbward-agent --bench audit`.
 //!
 //! With `DBWARD_BENCH_PGBENCH=1` it also runs pgbench's TPC-B-like workload against a
 //! temporary PostgreSQL 15 cluster with no auditing and with pgAudit (`pgaudit.log = 'all'`),

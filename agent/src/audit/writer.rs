@@ -23,6 +23,9 @@ use super::{AuditError, checkpoint};
 /// Buffered bytes that trigger a write before the fsync tick.
 const WRITE_THRESHOLD: usize = 1 << 20;
 
+/// How long the writer sleeps between polls of the queue while records keep arriving.
+const BUSY_POLL: Duration = Duration::from_millis(1);
+
 /// What appenders send to the writer, in seq order.
 pub(super) enum Msg {
     /// An event to seal as record `seq`, appended at `at`.
@@ -81,6 +84,8 @@ pub(super) struct Writer {
     dir: PathBuf,
     fsync_interval: Duration,
     checkpoint_interval: Duration,
+    /// When the writer last wrote a checkpoint.
+    last_checkpoint: Instant,
     rotate_max_bytes: u64,
     rotate_max_age: Duration,
     retention: Retention,
@@ -112,6 +117,7 @@ impl Writer {
             dir: config.dir.clone(),
             fsync_interval: config.fsync_interval(),
             checkpoint_interval: config.checkpoint_interval(),
+            last_checkpoint: Instant::now(),
             rotate_max_bytes: config.rotate_max_bytes,
             rotate_max_age: config.rotate_max_age(),
             retention: Retention {
@@ -138,11 +144,21 @@ impl Writer {
     fn run_inner(&mut self, sequencer: &Mutex<Sequencer>) -> Result<(), AuditError> {
         let mut next_sync = Instant::now() + self.fsync_interval;
         let mut waiters: Vec<oneshot::Sender<u64>> = Vec::new();
+        let mut busy = false;
         loop {
             let mut closing = false;
-            let first = self
-                .rx
-                .recv_timeout(next_sync.saturating_duration_since(Instant::now()));
+            let until_sync = next_sync.saturating_duration_since(Instant::now());
+            let first = if busy {
+                // Under load, poll instead of parking: appenders then never pay for a wake-up.
+                std::thread::sleep(BUSY_POLL.min(until_sync));
+                self.rx.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                self.rx.recv_timeout(until_sync)
+            };
+            busy = first.is_ok();
             let mut msg = match first {
                 Ok(msg) => Some(msg),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -188,6 +204,7 @@ impl Writer {
         let (seq, at, payload) = match msg {
             Msg::Event { seq, at, payload } => (seq, at, payload),
             Msg::Checkpoint { seq, reason, extra } => {
+                self.last_checkpoint = Instant::now();
                 let cp =
                     checkpoint::make(self.key.signing_key(), &self.host, &self.tip, reason, extra);
                 (
@@ -225,6 +242,9 @@ impl Writer {
     /// A checkpoint once `checkpoint_interval` has passed with records since the last one.
     /// Uses `try_lock`: an appender holding the lock may be blocked on the full queue.
     fn timed_checkpoint(&mut self, sequencer: &Mutex<Sequencer>) -> Result<(), AuditError> {
+        if self.last_checkpoint.elapsed() < self.checkpoint_interval {
+            return Ok(());
+        }
         let Ok(mut sequencer) = sequencer.try_lock() else {
             return Ok(());
         };
