@@ -282,9 +282,14 @@ mod pgbench {
         tps(&cluster.pgbench(&["-c", CLIENTS, "-j", "2", "-T", secs, "-n"]))
     }
 
-    fn start_agent(command: &str) -> Child {
+    /// Starts the agent command with the cluster's socket directory, port and data directory
+    /// in `PGHOST`, `PGPORT` and `PGDATA`.
+    fn start_agent(command: &str, cluster: &Cluster) -> Child {
         let child = Command::new("sh")
             .args(["-c", &format!("exec {command}")])
+            .env("PGHOST", &cluster.socket)
+            .env("PGPORT", PORT)
+            .env("PGDATA", &cluster.data)
             .spawn()
             .expect("start the agent");
         std::thread::sleep(Duration::from_secs(3));
@@ -304,7 +309,7 @@ mod pgbench {
         cluster.pgbench(&["-i", "-s", "10", "-q"]);
         let none = run(&cluster, &secs);
         let dbward = std::env::var("DBWARD_BENCH_AGENT").ok().map(|command| {
-            let mut agent = start_agent(&command);
+            let mut agent = start_agent(&command, &cluster);
             let tps = run(&cluster, &secs);
             check(
                 Command::new("kill").args(["-TERM", &agent.id().to_string()]),
