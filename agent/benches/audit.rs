@@ -296,6 +296,22 @@ mod pgbench {
         child
     }
 
+    /// SIGTERM, then SIGKILL if the agent has not exited within 10 s.
+    fn stop_agent(agent: &mut Child) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &agent.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if matches!(agent.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("the agent ignored SIGTERM for 10 s; killing it");
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+
     /// Runs the comparison and prints TPS and ratios.
     pub fn compare() {
         let secs = std::env::var("DBWARD_BENCH_PGBENCH_SECS").unwrap_or_else(|_| "30".into());
@@ -311,11 +327,7 @@ mod pgbench {
         let dbward = std::env::var("DBWARD_BENCH_AGENT").ok().map(|command| {
             let mut agent = start_agent(&command, &cluster);
             let tps = run(&cluster, &secs);
-            check(
-                Command::new("kill").args(["-TERM", &agent.id().to_string()]),
-                "stop the agent",
-            );
-            let _ = agent.wait();
+            stop_agent(&mut agent);
             tps
         });
         cluster.stop();
