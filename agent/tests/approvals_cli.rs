@@ -190,10 +190,11 @@ async fn cli_trusts_a_private_ca_given_with_ca_cert() {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate().expect("key");
     let cert = CertificateParams::new(vec!["localhost".to_string()])
         .expect("params")
-        .signed_by(&key, &ca, &ca_key)
+        .signed_by(&key, &issuer)
         .expect("cert");
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write");
     std::fs::write(dir.path().join("tls.crt"), cert.pem()).expect("write");

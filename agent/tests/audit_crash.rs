@@ -70,7 +70,8 @@ fn sigkill_mid_write_leaves_a_chain_that_resumes_and_verifies() {
         child.wait().expect("reap");
         match verify(&audit) {
             Ok(summary) => assert!(summary.last_seq > last_seq, "round {round}: no progress"),
-            // A kill in the middle of a write leaves a torn last line, which is all that may be wrong.
+            // A kill in the middle of a write leaves a torn last line, which is all that may be
+            // wrong (a kill right after rotation leaves an empty newest file, which verifies).
             Err(VerifyError::Bad(finding)) => assert_eq!(
                 finding.problem,
                 Problem::Incomplete,

@@ -333,6 +333,18 @@ fn rotation_continues_the_chain_and_retention_leaves_a_verifiable_suffix() {
     assert_eq!(summary.first_seq, list[0].first_seq);
     assert_eq!(summary.files, 4);
 
+    let middle = fs::read(&list[1].path).expect("read");
+    fs::write(&list[1].path, b"").expect("empty a middle file");
+    let Err(VerifyError::Bad(finding)) = verify(&cfg.dir) else {
+        panic!("an emptied middle file must fail")
+    };
+    assert_eq!(
+        (finding.path.clone(), finding.problem.clone()),
+        (list[1].path.clone(), Problem::Empty)
+    );
+    fs::write(&list[1].path, middle).expect("restore");
+    verify(&cfg.dir).expect("restored");
+
     fs::remove_file(&list[1].path).expect("remove a middle file");
     let Err(VerifyError::Bad(finding)) = verify(&cfg.dir) else {
         panic!("a gap between files must fail")
@@ -373,4 +385,30 @@ fn flipping_any_byte_of_a_record_is_caught_at_that_record() {
             ),
         }
     }
+}
+
+#[test]
+fn a_second_writer_on_the_same_directory_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path());
+    let first = AuditLog::open(AuditOptions {
+        config: cfg.clone(),
+        host: "db1".into(),
+    })
+    .expect("open");
+    let second = AuditLog::open(AuditOptions {
+        config: cfg.clone(),
+        host: "db1".into(),
+    });
+    assert!(
+        matches!(second, Err(dbward_agent::audit::AuditError::Locked(_))),
+        "{second:?}"
+    );
+    first.close().expect("close");
+    drop(first);
+    AuditLog::open(AuditOptions {
+        config: cfg,
+        host: "db1".into(),
+    })
+    .expect("reopen after the first closed");
 }

@@ -27,6 +27,8 @@ struct Store {
     events: HashMap<String, Value>,
     duplicates_received: u64,
     requests: u64,
+    /// Answer this many requests with 503 *after* storing them, as when an answer is lost.
+    lose_answers: u64,
 }
 
 /// The fake endpoint runs on its own runtime so that "killing" it drops the listener and
@@ -104,6 +106,13 @@ async fn events(
         }
     }
     store.duplicates_received += duplicates;
+    if store.lose_answers > 0 {
+        store.lose_answers -= 1;
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stored, but the answer is lost".into(),
+        );
+    }
     (
         StatusCode::OK,
         json!({"accepted": accepted, "duplicates": duplicates}).to_string(),
@@ -227,6 +236,7 @@ async fn endpoint_killed_mid_run_receives_every_event_exactly_once() {
         "events must have accumulated while the endpoint was down"
     );
 
+    store.lock().expect("store").lose_answers = 2;
     let restarted = Endpoint::start(addr, Arc::clone(&store));
     tokio::task::block_in_place(|| appender.join()).expect("appender");
     let last_seq = log.flush().await.expect("flush");
@@ -263,11 +273,16 @@ async fn endpoint_killed_mid_run_receives_every_event_exactly_once() {
         );
     }
     let stats = metrics.snapshot();
-    assert_eq!(
-        stats.accepted, final_seq,
-        "the endpoint stored each id once"
+    assert!(
+        store.duplicates_received > 0,
+        "batches whose answer was lost are sent again"
     );
-    assert_eq!(stats.duplicates, store.duplicates_received);
+    assert_eq!(
+        stats.accepted + stats.duplicates,
+        final_seq,
+        "each acknowledged event counted once as accepted or duplicate"
+    );
+    assert!(stats.duplicates > 0 && stats.accepted < final_seq);
     assert_eq!(stats.acked_seq, final_seq);
     assert_eq!(stats.events_lost_to_retention, 0);
     eprintln!(
@@ -349,6 +364,81 @@ async fn filters_shape_the_stream_but_the_local_log_keeps_everything() {
     );
     let stats = metrics.snapshot();
     assert_eq!(stats.events_filtered + stats.events_sent, stats.events_read);
+    drop(store);
+    endpoint.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_streamer_resumes_from_its_cursor_without_resending() {
+    let addr = free_addr();
+    let s = setup(addr);
+    let store = Arc::new(Mutex::new(Store::default()));
+    let endpoint = Endpoint::start(addr, Arc::clone(&store));
+    let log = AuditLog::open(AuditOptions {
+        config: s.audit.clone(),
+        host: "db1".into(),
+    })
+    .expect("open log");
+    let options = StreamOptions {
+        config: s.stream.clone(),
+        audit_dir: s.audit.dir.clone(),
+        host: "db1".into(),
+        retention_max_files: 100,
+    };
+    let stored = || store.lock().expect("store").events.len() as u64;
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = Streamer::new(options.clone(), log.subscribe_synced()).expect("streamer");
+    let first_run = tokio::spawn(first.run(async {
+        let _ = stopped.await;
+    }));
+    for n in 0..1_000 {
+        log.append(&statement(n, "write")).expect("append");
+    }
+    let durable = log.flush().await.expect("flush");
+    tokio::task::block_in_place(|| {
+        wait_for("the first thousand", Duration::from_secs(60), || {
+            stored() >= durable
+        })
+    });
+    stop.send(()).expect("stop the first streamer");
+    first_run.await.expect("join").expect("first streamer ok");
+
+    for n in 1_000..2_000 {
+        log.append(&statement(n, "write")).expect("append");
+    }
+    let second = Streamer::new(options, log.subscribe_synced()).expect("streamer");
+    let metrics = second.metrics();
+    assert_eq!(
+        metrics.snapshot().acked_seq,
+        durable,
+        "the cursor was persisted"
+    );
+    let second_run = tokio::spawn(second.run(std::future::pending()));
+    tokio::task::block_in_place(|| log.close()).expect("close");
+    tokio::time::timeout(Duration::from_secs(60), second_run)
+        .await
+        .expect("drains")
+        .expect("join")
+        .expect("ok");
+
+    let store = store.lock().expect("store");
+    assert_eq!(
+        store
+            .events
+            .values()
+            .filter(|e| e["type"] == "statement")
+            .count(),
+        2_000
+    );
+    assert_eq!(
+        store.duplicates_received, 0,
+        "nothing before the cursor is sent again"
+    );
+    assert_eq!(
+        metrics.snapshot().events_read + durable,
+        metrics.snapshot().acked_seq
+    );
     drop(store);
     endpoint.kill();
 }

@@ -15,8 +15,7 @@ use util::*;
 
 struct Pki {
     ca_pem: String,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
+    issuer: rcgen::Issuer<'static, KeyPair>,
 }
 
 impl Pki {
@@ -34,8 +33,7 @@ impl Pki {
         let ca = params.self_signed(&ca_key).expect("ca");
         Self {
             ca_pem: ca.pem(),
-            ca,
-            ca_key,
+            issuer: rcgen::Issuer::new(params, ca_key),
         }
     }
 
@@ -44,9 +42,7 @@ impl Pki {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
         params.extended_key_usages = vec![usage];
-        let cert = params
-            .signed_by(&key, &self.ca, &self.ca_key)
-            .expect("sign");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
         (cert.pem(), key.serialize_pem())
     }
 }

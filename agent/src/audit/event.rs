@@ -183,3 +183,91 @@ pub struct Checkpoint {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_variant_serialises_under_its_kind_and_round_trips() {
+        let mut extra = Extra::new();
+        extra.insert("db_user".into(), json!("app"));
+        let events = [
+            AuditEvent::AgentStart(AgentStart {
+                version: "0.1.0".into(),
+                pid: 7,
+                extra: extra.clone(),
+            }),
+            AuditEvent::AgentStop(AgentStop {
+                reason: "SIGTERM".into(),
+                extra: Extra::new(),
+            }),
+            AuditEvent::SessionStart(SessionStart {
+                session_id: "s1".into(),
+                extra: extra.clone(),
+            }),
+            AuditEvent::SessionEnd(SessionEnd {
+                session_id: "s1".into(),
+                extra: Extra::new(),
+            }),
+            AuditEvent::Statement(Statement {
+                session_id: "s1".into(),
+                statement: "select 1".into(),
+                outcome: "allow".into(),
+                rule: None,
+                class: Some("read".into()),
+                extra: extra.clone(),
+            }),
+            AuditEvent::Hold(Hold {
+                session_id: "s1".into(),
+                request_id: "r1".into(),
+                rule: Some("ddl".into()),
+                extra: Extra::new(),
+            }),
+            AuditEvent::Decision(Decision {
+                request_id: "r1".into(),
+                outcome: "approved".into(),
+                approvers: vec!["alice".into()],
+                signature: Some("c2ln".into()),
+                extra: Extra::new(),
+            }),
+            AuditEvent::PolicyReload(PolicyReload {
+                content_sha256: "ab".repeat(32),
+                extra: Extra::new(),
+            }),
+            AuditEvent::KernelDrops(KernelDrops {
+                count: 3,
+                extra: Extra::new(),
+            }),
+            AuditEvent::Checkpoint(Checkpoint::default()),
+        ];
+        for event in events {
+            let value = serde_json::to_value(&event).expect("serialise");
+            assert_eq!(value["type"], event.kind(), "{event:?}");
+            let back: AuditEvent = serde_json::from_value(value.clone()).expect("deserialise");
+            assert_eq!(back, event, "{value}");
+        }
+    }
+
+    #[test]
+    fn statement_extra_fields_are_flattened_into_the_record() {
+        let value = serde_json::to_value(AuditEvent::Statement(Statement {
+            session_id: "s9".into(),
+            statement: "drop table t".into(),
+            outcome: "deny".into(),
+            rule: Some("no-ddl".into()),
+            class: Some("ddl".into()),
+            extra: [(
+                "principal".to_owned(),
+                json!({"name": "bot", "kind": "ai_agent"}),
+            )]
+            .into_iter()
+            .collect(),
+        }))
+        .expect("serialise");
+        assert_eq!(value["principal"]["kind"], "ai_agent");
+        assert_eq!(value["rule"], "no-ddl");
+        assert!(value.get("extra").is_none());
+    }
+}

@@ -1,12 +1,10 @@
-//! `AuditLog`: the append side of the log. Callers seal records into the chain under a lock
-//! (so `append` returns the seq at once); a dedicated writer thread batches the lines into
-//! files, fsyncs every `fsync_interval`, rotates, applies retention and publishes the last
-//! durable seq.
+//! `AuditLog`: the append side of the log. `append` gives the event its seq under a short
+//! lock and queues it (so it returns at once); the writer thread ([`super::writer`]) seals,
+//! writes and fsyncs.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,83 +12,64 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 
+use super::AuditError;
 use super::config::AuditConfig;
 use super::event::{AuditEvent, Extra};
-use super::files::{self, AuditFile, Retention};
 use super::key::HostKey;
-use super::record::{Header, Tip, seal};
 use super::resume::resume;
-use super::{AuditError, checkpoint};
+use super::writer::{Msg, Writer, to_payload};
 
-/// Buffered bytes that trigger a write before the fsync tick.
-const WRITE_THRESHOLD: usize = 1 << 20;
-
-enum Msg {
-    Line { seq: u64, line: Vec<u8> },
-    Flush(oneshot::Sender<u64>),
-    Close,
-}
-
-/// The chain state shared by appenders: sealing happens under this lock so seqs, hashes and
-/// channel order agree.
-struct Chain {
-    host: String,
-    key: Arc<HostKey>,
-    tip: Tip,
+/// Seq assignment and checkpoint scheduling, shared by appenders and the writer thread.
+/// Messages are queued under this lock, so queue order is seq order.
+pub(super) struct Sequencer {
+    next_seq: u64,
     since_checkpoint: u64,
     last_checkpoint: Instant,
     checkpoint_every: u64,
     tx: SyncSender<Msg>,
 }
 
-impl Chain {
-    /// Seals the next record and moves the tip to it; the caller writes or queues the line.
-    fn seal_next(&mut self, payload: Map<String, Value>) -> (u64, Vec<u8>) {
-        let seq = self.tip.seq + 1;
-        let ts = format_ts(SystemTime::now());
-        let sealed = seal(
-            &Header {
-                seq,
-                host: &self.host,
-                ts: &ts,
-                prev_hash: &self.tip.hash,
-            },
-            payload,
-        );
-        self.tip = Tip {
-            seq,
-            hash: sealed.hash,
-        };
-        self.since_checkpoint += 1;
-        (seq, sealed.line)
-    }
-
+impl Sequencer {
     fn push(&mut self, payload: Map<String, Value>) -> Result<u64, AuditError> {
-        let (seq, line) = self.seal_next(payload);
+        let seq = self.next_seq;
         self.tx
-            .send(Msg::Line { seq, line })
+            .send(Msg::Event {
+                seq,
+                at: SystemTime::now(),
+                payload,
+            })
             .map_err(|_| AuditError::WriterStopped)?;
+        self.next_seq += 1;
+        self.since_checkpoint += 1;
+        if self.since_checkpoint >= self.checkpoint_every {
+            self.checkpoint("periodic", Extra::new())?;
+        }
         Ok(seq)
     }
 
-    fn seal_checkpoint(
-        &mut self,
-        reason: &str,
-        extra: Extra,
-    ) -> Result<(u64, Vec<u8>), AuditError> {
-        let cp = checkpoint::make(self.key.signing_key(), &self.host, &self.tip, reason, extra);
-        let sealed = self.seal_next(to_payload(&AuditEvent::Checkpoint(cp))?);
+    fn checkpoint(&mut self, reason: &'static str, extra: Extra) -> Result<u64, AuditError> {
+        let seq = self.next_seq;
+        self.tx
+            .send(Msg::Checkpoint { seq, reason, extra })
+            .map_err(|_| AuditError::WriterStopped)?;
+        self.next_seq += 1;
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
-        Ok(sealed)
+        Ok(seq)
     }
 
-    fn checkpoint(&mut self, reason: &str, extra: Extra) -> Result<u64, AuditError> {
-        let (seq, line) = self.seal_checkpoint(reason, extra)?;
-        self.tx
-            .send(Msg::Line { seq, line })
-            .map_err(|_| AuditError::WriterStopped)?;
-        Ok(seq)
+    /// Whether a timed checkpoint is due.
+    pub(super) fn checkpoint_due(&self, interval: Duration) -> bool {
+        self.since_checkpoint > 0 && self.last_checkpoint.elapsed() >= interval
+    }
+
+    /// Reserves the next seq for a checkpoint the writer writes itself.
+    pub(super) fn reserve_checkpoint(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        seq
     }
 }
 
@@ -116,10 +95,12 @@ pub struct OpenReport {
 
 /// The local tamper-evident audit log.
 pub struct AuditLog {
-    chain: Arc<Mutex<Chain>>,
+    sequencer: Arc<Mutex<Sequencer>>,
     flush_tx: SyncSender<Msg>,
     synced: watch::Receiver<u64>,
     writer: Mutex<Option<JoinHandle<Result<(), AuditError>>>>,
+    /// Held for the log's lifetime so that a second process cannot append to the same chain.
+    _lock: File,
     dir: PathBuf,
     host: String,
     report: OpenReport,
@@ -149,26 +130,31 @@ impl AuditLog {
             path: dir.clone(),
             source,
         })?;
+        let lock = lock_dir(&dir)?;
         let key = Arc::new(HostKey::load_or_generate(&config.key_file).map_err(AuditError::Key)?);
         let verifying_key = key.publish_verifying_key(&dir).map_err(AuditError::Key)?;
         let resumed = resume(&dir).map_err(AuditError::Resume)?;
         let (tx, rx) = sync_channel(config.queue_capacity);
         let (synced_tx, synced) = watch::channel(resumed.tip.seq);
-        let chain = Arc::new(Mutex::new(Chain {
-            host: host.clone(),
-            key,
-            tip: resumed.tip.clone(),
+        let sequencer = Arc::new(Mutex::new(Sequencer {
+            next_seq: resumed.tip.seq + 1,
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
             checkpoint_every: config.checkpoint_every_records,
             tx: tx.clone(),
         }));
-        let writer = Writer::new(&config, resumed.current.clone(), rx, synced_tx)?;
+        let writer = Writer::new(
+            &config,
+            (host.clone(), key, resumed.tip.clone()),
+            resumed.current.clone(),
+            rx,
+            synced_tx,
+        )?;
         let handle = {
-            let chain = Arc::clone(&chain);
+            let sequencer = Arc::clone(&sequencer);
             std::thread::Builder::new()
                 .name("dbward-audit".into())
-                .spawn(move || writer.run(&chain))
+                .spawn(move || writer.run(&sequencer))
                 .map_err(|source| AuditError::Io {
                     path: dir.clone(),
                     source,
@@ -180,10 +166,11 @@ impl AuditLog {
             verifying_key,
         };
         let log = Self {
-            chain,
+            sequencer,
             flush_tx: tx,
             synced,
             writer: Mutex::new(Some(handle)),
+            _lock: lock,
             dir,
             host,
             report,
@@ -212,12 +199,7 @@ impl AuditLog {
             return Err(AuditError::ReservedType("checkpoint"));
         }
         let payload = to_payload(event)?;
-        let mut chain = self.lock()?;
-        let seq = chain.push(payload)?;
-        if chain.since_checkpoint >= chain.checkpoint_every {
-            chain.checkpoint("periodic", Extra::new())?;
-        }
-        Ok(seq)
+        self.lock()?.push(payload)
     }
 
     /// Writes and fsyncs everything appended so far; returns the last durable seq.
@@ -279,8 +261,8 @@ impl AuditLog {
         stopped.and(joined)
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Chain>, AuditError> {
-        self.chain.lock().map_err(|_| AuditError::WriterStopped)
+    fn lock(&self) -> Result<MutexGuard<'_, Sequencer>, AuditError> {
+        self.sequencer.lock().map_err(|_| AuditError::WriterStopped)
     }
 }
 
@@ -292,275 +274,21 @@ impl Drop for AuditLog {
     }
 }
 
-fn to_payload(event: &AuditEvent) -> Result<Map<String, Value>, AuditError> {
-    match serde_json::to_value(event) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(AuditError::Encode("event is not a JSON object".into())),
-        Err(e) => Err(AuditError::Encode(e.to_string())),
-    }
-}
-
-/// RFC 3339 UTC with nanoseconds, e.g. `2026-11-24T11:51:27.123456789Z`.
-pub fn format_ts(at: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(at);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.nanosecond()
-    )
-}
-
-struct Current {
-    file: File,
-    first_seq: u64,
-    bytes: u64,
-    opened: SystemTime,
-}
-
-struct Writer {
-    dir: PathBuf,
-    fsync_interval: Duration,
-    checkpoint_interval: Duration,
-    rotate_max_bytes: u64,
-    rotate_max_age: Duration,
-    retention: Retention,
-    rx: Receiver<Msg>,
-    current: Option<Current>,
-    buf: Vec<u8>,
-    buffered_seq: u64,
-    synced_tx: watch::Sender<u64>,
-}
-
-impl Writer {
-    fn new(
-        config: &AuditConfig,
-        current: Option<AuditFile>,
-        rx: Receiver<Msg>,
-        synced_tx: watch::Sender<u64>,
-    ) -> Result<Self, AuditError> {
-        let current = match current {
-            Some(f) => Some(open_current(&f.path, f.first_seq)?),
-            None => None,
-        };
-        let buffered_seq = *synced_tx.borrow();
-        Ok(Self {
-            dir: config.dir.clone(),
-            fsync_interval: config.fsync_interval(),
-            checkpoint_interval: config.checkpoint_interval(),
-            rotate_max_bytes: config.rotate_max_bytes,
-            rotate_max_age: config.rotate_max_age(),
-            retention: Retention {
-                max_files: config.retention_max_files,
-                max_age: (config.retention_max_age_days > 0)
-                    .then(|| Duration::from_secs(config.retention_max_age_days * 86_400)),
-            },
-            rx,
-            current,
-            buf: Vec::with_capacity(WRITE_THRESHOLD * 2),
-            buffered_seq,
-            synced_tx,
-        })
-    }
-
-    fn run(mut self, chain: &Mutex<Chain>) -> Result<(), AuditError> {
-        let result = self.run_inner(chain);
-        if let Err(error) = &result {
-            tracing::error!(%error, dir = %self.dir.display(), "audit writer stopped; appends will fail");
-        }
-        result
-    }
-
-    fn run_inner(&mut self, chain: &Mutex<Chain>) -> Result<(), AuditError> {
-        let mut next_sync = Instant::now() + self.fsync_interval;
-        let mut waiters: Vec<oneshot::Sender<u64>> = Vec::new();
-        loop {
-            let mut closing = false;
-            let first = self
-                .rx
-                .recv_timeout(next_sync.saturating_duration_since(Instant::now()));
-            let mut msg = match first {
-                Ok(msg) => Some(msg),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    closing = true;
-                    None
-                }
-            };
-            while let Some(m) = msg.take() {
-                match m {
-                    Msg::Line { seq, line } => self.write_line(seq, &line)?,
-                    Msg::Flush(reply) => waiters.push(reply),
-                    Msg::Close => closing = true,
-                }
-                if closing || !waiters.is_empty() {
-                    break;
-                }
-                msg = match self.rx.try_recv() {
-                    Ok(m) => Some(m),
-                    Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Disconnected) => {
-                        closing = true;
-                        None
-                    }
-                };
-            }
-            if closing || !waiters.is_empty() || Instant::now() >= next_sync {
-                let synced = self.sync()?;
-                for reply in waiters.drain(..) {
-                    let _ = reply.send(synced);
-                }
-                next_sync = Instant::now() + self.fsync_interval;
-            }
-            if closing {
-                return Ok(());
-            }
-            self.timed_checkpoint(chain)?;
-        }
-    }
-
-    /// A checkpoint once `checkpoint_interval` has passed with records since the last one.
-    /// Uses `try_lock`: an appender holding the lock may be blocked on the full queue.
-    fn timed_checkpoint(&mut self, chain: &Mutex<Chain>) -> Result<(), AuditError> {
-        let Ok(mut chain) = chain.try_lock() else {
-            return Ok(());
-        };
-        if chain.since_checkpoint == 0 || chain.last_checkpoint.elapsed() < self.checkpoint_interval
-        {
-            return Ok(());
-        }
-        // Everything queued before the lock was taken must be written first; nothing new can
-        // be queued while we hold it, so draining then sealing keeps the order.
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                Msg::Line { seq, line } => self.write_line(seq, &line)?,
-                Msg::Flush(reply) => {
-                    let synced = self.sync()?;
-                    let _ = reply.send(synced);
-                }
-                Msg::Close => return Ok(()),
-            }
-        }
-        let (seq, line) = chain.seal_checkpoint("periodic", Extra::new())?;
-        self.write_line(seq, &line)
-    }
-
-    fn write_line(&mut self, seq: u64, line: &[u8]) -> Result<(), AuditError> {
-        let rotate = match &self.current {
-            None => true,
-            Some(c) => {
-                let size = c.bytes + self.buf.len() as u64;
-                size > 0
-                    && (size + line.len() as u64 > self.rotate_max_bytes
-                        || c.opened
-                            .elapsed()
-                            .is_ok_and(|age| age >= self.rotate_max_age))
-            }
-        };
-        if rotate {
-            self.rotate(seq)?;
-        }
-        self.buf.extend_from_slice(line);
-        self.buffered_seq = seq;
-        if self.buf.len() >= WRITE_THRESHOLD {
-            self.write_buffer()?;
-        }
-        Ok(())
-    }
-
-    fn write_buffer(&mut self) -> Result<(), AuditError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let Some(current) = &mut self.current else {
-            return Err(AuditError::WriterStopped);
-        };
-        let path = self.dir.join(files::file_name(current.first_seq));
-        current
-            .file
-            .write_all(&self.buf)
-            .map_err(|source| AuditError::Io { path, source })?;
-        current.bytes += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
-    }
-
-    fn sync(&mut self) -> Result<u64, AuditError> {
-        self.write_buffer()?;
-        if let Some(current) = &self.current {
-            current.file.sync_data().map_err(|source| AuditError::Io {
-                path: self.dir.join(files::file_name(current.first_seq)),
-                source,
-            })?;
-        }
-        let synced = self.buffered_seq;
-        self.synced_tx.send_if_modified(|v| {
-            let changed = *v != synced;
-            *v = synced;
-            changed
-        });
-        Ok(synced)
-    }
-
-    fn rotate(&mut self, first_seq: u64) -> Result<(), AuditError> {
-        if self.current.is_some() {
-            self.sync()?;
-        }
-        let path = self.dir.join(files::file_name(first_seq));
-        self.current = Some(open_current(&path, first_seq)?);
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| AuditError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
-        tracing::debug!(path = %path.display(), "audit file started");
-        self.apply_retention()
-    }
-
-    fn apply_retention(&self) -> Result<(), AuditError> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| AuditError::Io { path, source }
-        };
-        let mut listed = Vec::new();
-        for f in files::list(&self.dir).map_err(io(&self.dir))? {
-            let modified = fs::metadata(&f.path)
-                .and_then(|m| m.modified())
-                .map_err(io(&f.path))?;
-            listed.push((f, modified));
-        }
-        for f in files::expired(&listed, self.retention, SystemTime::now()) {
-            fs::remove_file(&f.path).map_err(io(&f.path))?;
-            tracing::info!(path = %f.path.display(), first_seq = f.first_seq, "audit retention deleted file");
-        }
-        Ok(())
-    }
-}
-
-fn open_current(path: &Path, first_seq: u64) -> Result<Current, AuditError> {
-    let io = |source| AuditError::Io {
-        path: path.to_owned(),
-        source,
-    };
+/// Takes an exclusive lock on `dir/.lock`; released by the kernel when the process dies.
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    let path = dir.join(".lock");
     let file = OpenOptions::new()
         .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    let opened = meta
-        .created()
-        .or_else(|_| meta.modified())
-        .unwrap_or_else(|_| SystemTime::now());
-    Ok(Current {
-        file,
-        first_seq,
-        bytes: meta.len(),
-        opened,
-    })
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| AuditError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Locked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(AuditError::Io { path, source }),
+    }
 }

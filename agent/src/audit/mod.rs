@@ -7,7 +7,8 @@
 //! - [`key`] — the host's ed25519 key files.
 //! - [`files`] — file naming, listing, retention choice.
 //! - [`resume`] — finding the chain's end after a crash, truncating a torn tail.
-//! - [`log`] — `AuditLog`: append, writer thread, fsync, rotation.
+//! - [`log`] — `AuditLog`: append (seq assignment), flush, close.
+//! - `writer` — the writer thread: sealing, batching, fsync, rotation, retention.
 //! - [`verify`] — `verify_path`: find the first bad record.
 //! - [`config`] — the `[audit]` section of agent.toml.
 
@@ -20,6 +21,7 @@ pub mod log;
 pub mod record;
 pub mod resume;
 pub mod verify;
+mod writer;
 
 use std::path::PathBuf;
 
@@ -27,6 +29,7 @@ pub use config::AuditConfig;
 pub use event::AuditEvent;
 pub use log::{AuditLog, AuditOptions, OpenReport};
 pub use verify::{Summary, verify_path};
+pub use writer::format_ts;
 
 /// Errors of the audit log.
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +45,23 @@ pub enum AuditError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another process has the log open.
+    #[error("{0}: the audit log is open in another process (another dbward agent?); stop it first")]
+    Locked(PathBuf),
     /// The host key could not be loaded or written.
     #[error(transparent)]
     Key(#[from] key::KeyError),
     /// The end of the chain could not be found.
     #[error(transparent)]
     Resume(#[from] resume::ResumeError),
+    /// The writer received records out of order (a bug).
+    #[error("internal error: audit writer expected seq {expected}, got {found}")]
+    Sequence {
+        /// The seq the chain needs next.
+        expected: u64,
+        /// The seq received.
+        found: u64,
+    },
     /// An event could not be encoded.
     #[error("cannot encode audit event: {0}")]
     Encode(String),

@@ -31,7 +31,11 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
 
 fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    // serde_json's default map is already sorted; other map orders (feature
+    // `preserve_order` enabled elsewhere in the build) are sorted here.
+    if !entries.is_sorted_by(|a, b| a.0.as_bytes() <= b.0.as_bytes()) {
+        entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    }
     out.push(b'{');
     for (i, (key, item)) in entries.into_iter().enumerate() {
         if i > 0 {
@@ -56,7 +60,14 @@ fn write_scalar(value: &Value, out: &mut Vec<u8>) {
 
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 /// The header the log gives a record.
@@ -302,6 +313,23 @@ mod tests {
             let mut out = Vec::new();
             write_canonical(&value, &mut out);
             assert_eq!(String::from_utf8_lossy(&out), expected, "for {value}");
+        }
+    }
+
+    #[test]
+    fn sha256_hex_matches_known_digests() {
+        let cases = [
+            (
+                "",
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+            (
+                "abc",
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(sha256_hex(input.as_bytes()), expected, "{input:?}");
         }
     }
 

@@ -45,7 +45,7 @@ pub enum Problem {
     #[error("incomplete last line (a torn write; the agent truncates it on restart)")]
     Incomplete,
     /// An audit file holds no record.
-    #[error("empty audit file")]
+    #[error("empty audit file before the newest one")]
     Empty,
 }
 
@@ -105,6 +105,8 @@ pub struct Summary {
     pub from_genesis: bool,
     /// Type of the last record (a clean stop ends with a `checkpoint` of reason `stop`).
     pub last_type: String,
+    /// The newest file is empty: a crash right after rotation, before its first write.
+    pub empty_last_file: bool,
 }
 
 /// Verifies the audit file or directory at `path`. Checkpoint signatures are checked
@@ -140,8 +142,20 @@ pub fn verify_path(path: &Path, key: &VerifyingKey) -> Result<Summary, VerifyErr
         since_checkpoint: 0,
         last_type: String::new(),
     };
+    let mut empty_last_file = false;
     for (file, named) in &paths {
-        state.verify_file(file, *named)?;
+        if state.verify_file(file, *named)? == 0 {
+            if Some(file) != paths.last().map(|(p, _)| p) {
+                return Err(Finding {
+                    path: file.clone(),
+                    line: 0,
+                    seq: None,
+                    problem: Problem::Empty,
+                }
+                .into());
+            }
+            empty_last_file = true;
+        }
     }
     let tip = state.tip.unwrap_or_else(Tip::genesis);
     Ok(Summary {
@@ -154,6 +168,7 @@ pub fn verify_path(path: &Path, key: &VerifyingKey) -> Result<Summary, VerifyErr
         unsigned_tail: state.since_checkpoint,
         from_genesis: state.from_genesis,
         last_type: state.last_type,
+        empty_last_file,
     })
 }
 
@@ -170,7 +185,8 @@ struct State<'a> {
 }
 
 impl State<'_> {
-    fn verify_file(&mut self, path: &Path, named: Option<u64>) -> Result<(), VerifyError> {
+    /// Verifies one file; returns its number of records.
+    fn verify_file(&mut self, path: &Path, named: Option<u64>) -> Result<usize, VerifyError> {
         let io = |source| VerifyError::Io {
             path: path.to_owned(),
             source,
@@ -212,10 +228,7 @@ impl State<'_> {
             self.record(&checked)
                 .map_err(|p| bad(line_no, Some(checked.seq), p))?;
         }
-        if line_no == 0 {
-            return Err(bad(0, None, Problem::Empty));
-        }
-        Ok(())
+        Ok(line_no)
     }
 
     fn record(&mut self, checked: &Checked) -> Result<(), Problem> {

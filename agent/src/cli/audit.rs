@@ -80,6 +80,11 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(path: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        path.exists(),
+        "{}: no such audit file or directory",
+        path.display()
+    );
     let key_path = match key {
         Some(k) => k.to_owned(),
         None => {
@@ -108,6 +113,11 @@ fn verify(path: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
                 println!(
                     "note: the chain starts at seq {} (older files removed by retention, or a single file given); it was checked from that record's prev_hash",
                     s.first_seq
+                );
+            }
+            if s.empty_last_file {
+                println!(
+                    "note: the newest file is empty (a crash right after rotation); the agent continues in it"
                 );
             }
             if s.unsigned_tail > 0 {
