@@ -442,3 +442,59 @@ async fn restarted_streamer_resumes_from_its_cursor_without_resending() {
     drop(store);
     endpoint.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_beyond_retention_is_counted_as_lost_and_the_rest_arrives() {
+    let addr = free_addr();
+    let mut s = setup(addr);
+    s.audit.rotate_max_bytes = 16 * 1024;
+    s.audit.retention_max_files = 3;
+    let store = Arc::new(Mutex::new(Store::default()));
+    let log = AuditLog::open(AuditOptions {
+        config: s.audit.clone(),
+        host: "db1".into(),
+    })
+    .expect("open log");
+    let options = StreamOptions {
+        config: s.stream.clone(),
+        audit_dir: s.audit.dir.clone(),
+        host: "db1".into(),
+        retention_max_files: s.audit.retention_max_files,
+    };
+    // The endpoint is down while the log rotates far past its retention.
+    let streamer = Streamer::new(options, log.subscribe_synced()).expect("streamer");
+    let metrics = streamer.metrics();
+    let streaming = tokio::spawn(streamer.run(std::future::pending()));
+    for n in 0..2_000 {
+        log.append(&statement(n, "write")).expect("append");
+    }
+    let durable = log.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(metrics.snapshot().send_failures > 0);
+    assert_eq!(metrics.snapshot().acked_seq, 0);
+
+    let endpoint = Endpoint::start(addr, Arc::clone(&store));
+    tokio::task::block_in_place(|| log.close()).expect("close");
+    tokio::time::timeout(Duration::from_secs(60), streaming)
+        .await
+        .expect("drains")
+        .expect("join")
+        .expect("ok");
+
+    let stats = metrics.snapshot();
+    let stored = store.lock().expect("store").events.len() as u64;
+    assert!(
+        stats.events_lost_to_retention > 0,
+        "retention outran the stream: {stats:?}"
+    );
+    assert_eq!(
+        stored + stats.events_lost_to_retention,
+        durable + 1,
+        "every record is either delivered or counted as lost (the +1 is the stop checkpoint)"
+    );
+    assert!(
+        stats.backlog_files <= 3,
+        "the backlog never spans more than the retained files"
+    );
+    endpoint.kill();
+}

@@ -265,9 +265,8 @@ impl State<'_> {
             }
         };
         let before = tip.clone();
-        let linked = tip.advance(checked);
-        self.tip = Some(if linked.is_ok() { tip } else { before.clone() });
-        linked?;
+        tip.advance(checked)?;
+        self.tip = Some(tip);
         if checked.kind == "checkpoint" {
             let cp: Checkpoint = serde_json::from_value(Value::Object(checked.record.clone()))
                 .map_err(|e| CheckpointError::Malformed(e.to_string()))?;

@@ -63,6 +63,8 @@ pub struct AuditReader {
     dir: PathBuf,
     next: u64,
     open: Option<Open>,
+    /// First seq of the file read to its end, so it is not reopened.
+    finished: Option<u64>,
     line: Vec<u8>,
 }
 
@@ -73,6 +75,7 @@ impl AuditReader {
             dir: dir.to_owned(),
             next: acked + 1,
             open: None,
+            finished: None,
             line: Vec::with_capacity(1024),
         }
     }
@@ -135,16 +138,20 @@ impl AuditReader {
         Ok(batch)
     }
 
-    /// Opens the file holding `next`; counts records lost to retention. False when no file
-    /// holds it yet.
+    /// Opens the file holding `next` (among files after the one just finished, if any);
+    /// counts records lost to retention. False when no file holds it yet.
     fn open_for_next(&mut self, lost: &mut u64) -> Result<bool, ReadError> {
         let list = files::list(&self.dir).map_err(|source| ReadError::Io {
             path: self.dir.clone(),
             source,
         })?;
-        let file = match list.iter().rev().find(|f| f.first_seq <= self.next) {
-            Some(f) => f.clone(),
-            None => match list.first() {
+        let candidates: Vec<&AuditFile> = list
+            .iter()
+            .filter(|f| self.finished.is_none_or(|done| f.first_seq > done))
+            .collect();
+        let file = match candidates.iter().rev().find(|f| f.first_seq <= self.next) {
+            Some(f) => (*f).clone(),
+            None => match candidates.first() {
                 Some(first) => {
                     *lost += first.first_seq - self.next;
                     tracing::error!(
@@ -153,7 +160,7 @@ impl AuditReader {
                         "audit records were deleted by retention before they were streamed"
                     );
                     self.next = first.first_seq;
-                    first.clone()
+                    (*first).clone()
                 }
                 None => return Ok(false),
             },
@@ -162,6 +169,7 @@ impl AuditReader {
             path: file.path.clone(),
             source,
         })?;
+        self.finished = None;
         self.open = Some(Open {
             file,
             reader: BufReader::with_capacity(256 * 1024, handle),
@@ -170,7 +178,8 @@ impl AuditReader {
         Ok(true)
     }
 
-    /// Moves to the next file when the current one is finished. False when there is none yet.
+    /// At the end of the open file: moves on when a newer file exists (the writer has
+    /// finished this one). False when the writer is still on it.
     fn advance_file(&mut self) -> Result<bool, ReadError> {
         let list = files::list(&self.dir).map_err(|source| ReadError::Io {
             path: self.dir.clone(),
@@ -180,10 +189,8 @@ impl AuditReader {
             return Ok(false);
         };
         let current_first = current.file.first_seq;
-        if list
-            .iter()
-            .any(|f| f.first_seq > current_first && f.first_seq <= self.next)
-        {
+        if list.iter().any(|f| f.first_seq > current_first) {
+            self.finished = Some(current_first);
             self.open = None;
             return Ok(true);
         }
