@@ -6,6 +6,7 @@
 //! - [`session`] — correlate kernel events into sessions with a client identity.
 //! - [`event`] — the JSON event every later stage consumes (`docs/events.md`).
 //! - [`policy`] — policy files, statement classification, and the decision for a statement.
+//! - [`pipeline`] — joins between stages: shim events, unmediated decisions, audit records.
 //! - [`audit`] — the hash-chained local audit log, checkpoints, verify.
 //! - [`stream`] — lossless streaming of audit records to the central approver.
 //! - [`control`] — the local control socket (`dbward tail`).
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod event;
+pub mod pipeline;
 pub mod policy;
 pub mod protocol;
 pub mod session;

@@ -23,6 +23,11 @@ pub fn dbward_bin() -> PathBuf {
     bin
 }
 
+/// The shipped example policies (`policies/`).
+pub fn shipped_policies() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
 /// A running agent; killed on drop.
 pub struct Agent {
     child: Child,
@@ -37,16 +42,25 @@ impl Agent {
     /// Starts `dbward run --stdout` with `args` and waits until it attached to `postmaster`
     /// (a `cluster_attached` event). Panics with the agent's stderr if it fails to start.
     pub fn start(postmaster: Option<u32>, args: &[&str]) -> Self {
+        Self::start_with_config(postmaster, "", args)
+    }
+
+    /// [`Agent::start`] with `config` as the contents of agent.toml.
+    pub fn start_with_config(postmaster: Option<u32>, config_text: &str, args: &[&str]) -> Self {
         crate::require_root();
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("agent.sock");
         let config = dir.path().join("agent.toml");
-        std::fs::write(&config, "").expect("write agent.toml");
+        std::fs::write(&config, config_text).expect("write agent.toml");
         let mut cmd = Command::new(dbward_bin());
         cmd.args(["run", "--stdout", "--config"])
             .arg(&config)
             .arg("--socket")
             .arg(&socket)
+            .arg("--policy")
+            .arg(shipped_policies())
+            .arg("--audit-dir")
+            .arg(dir.path().join("audit"))
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -137,9 +151,23 @@ impl Agent {
         })
     }
 
+    /// The agent's audit log directory.
+    pub fn audit_dir(&self) -> PathBuf {
+        self._dir.path().join("audit")
+    }
+
     /// Pid of the agent process.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops the agent with SIGTERM and waits for it (its files stay until drop).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        self.child.wait().expect("wait for dbward")
     }
 
     /// Kills the agent with SIGKILL and waits for it.

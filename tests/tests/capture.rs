@@ -338,23 +338,26 @@ fn a_restarted_agent_knows_sessions_that_were_already_open() {
 fn an_agent_without_bpf_privileges_fails_naming_them() {
     dbward_e2e::require_root();
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = Command::new("runuser")
-        .args(["-u", "nobody", "--"])
-        .arg(dbward_bin())
-        .args(["run", "--config", "/nonexistent/agent.toml", "--socket"])
-        .arg(dir.path().join("s.sock"))
-        .output()
-        .expect("run dbward as nobody");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let run_as_nobody = |config: &str| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(dbward_bin())
+            .args(["run", "--config", config, "--socket"])
+            .arg(dir.path().join("s.sock"))
+            .arg("--policy")
+            .arg(dbward_e2e::agent::shipped_policies())
+            .arg("--audit-dir")
+            .arg(dir.path().join("audit"))
+            .output()
+            .expect("run dbward as nobody")
+    };
+    let out = run_as_nobody("/nonexistent/agent.toml");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/agent.toml"), "{stderr}");
-    let out = Command::new("runuser")
-        .args(["-u", "nobody", "--"])
-        .arg(dbward_bin())
-        .args(["run", "--config", "/dev/null", "--socket"])
-        .arg(dir.path().join("s.sock"))
-        .output()
-        .expect("run dbward as nobody");
+    let out = run_as_nobody("/dev/null");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,19 +1,30 @@
-//! `dbward run`: the agent daemon.
+//! `dbward run`: the agent daemon. Wires the stages: kernel capture → correlation →
+//! policy (for sessions that bypass the shim) and the socket shim → audit log, live stream,
+//! central stream.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{broadcast, mpsc};
-use tracing::{info, warn};
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::{error, info, warn};
 
+use crate::approval::ApprovalChannel;
+use crate::approval::groups::OsGroups;
+use crate::approval::local::LocalApprovals;
+use crate::audit::{AuditEvent, AuditLog, AuditOptions};
 use crate::capture::{Capture, CaptureMessage, Targets};
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
 use crate::event::{Event, EventType, format_ts};
+use crate::pipeline;
+use crate::policy::store::PolicyStore;
 use crate::session::{Clock, Correlator, HostInspector};
+use crate::shim::Shim;
+use crate::shim::events::ShimEvent;
+use crate::shim::policy_gate::PolicyGate;
 
 /// Arguments of `dbward run`.
 #[derive(Debug, Args)]
@@ -30,6 +41,12 @@ pub struct RunArgs {
     /// Control socket for `dbward tail` (overrides the configuration).
     #[arg(long)]
     pub socket: Option<PathBuf>,
+    /// Policy directory (overrides the configuration).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Audit log directory (overrides the configuration).
+    #[arg(long)]
+    pub audit_dir: Option<PathBuf>,
     /// Also print every event as a JSON line on stdout.
     #[arg(long)]
     pub stdout: bool,
@@ -37,13 +54,53 @@ pub struct RunArgs {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = AgentConfig::load(&args.config)?;
+    let mut config = AgentConfig::load(&args.config)?;
+    if let Some(dir) = &args.policy {
+        config.policy.dir = dir.clone();
+    }
+    if let Some(dir) = &args.audit_dir {
+        config.audit.key_file = dir.join("audit.key");
+        config.audit.dir = dir.clone();
+    }
+    let problems = config.check();
+    if !problems.is_empty() {
+        bail!(
+            "{}: invalid settings:\n  {}",
+            args.config.display(),
+            problems.join("\n  ")
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(agent(config, args))
+}
+
+/// Appends to the audit log and feeds the live stream; counts what it published.
+struct Publisher {
+    audit: AuditLog,
+    live: broadcast::Sender<Arc<Event>>,
+    print: bool,
+    published: u64,
+}
+
+impl Publisher {
+    fn publish(&mut self, event: Event) {
+        if let Some(record) = pipeline::audit_record(&event)
+            && let Err(e) = self.audit.append(&record)
+        {
+            error!(error = %e, "cannot append to the audit log");
+        }
+        if self.print
+            && let Ok(line) = serde_json::to_string(&event)
+        {
+            println!("{line}");
+        }
+        self.published += 1;
+        let _ = self.live.send(Arc::new(event));
+    }
 }
 
 async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -59,34 +116,142 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     targets.pids.extend(&args.pids);
     targets.binaries.extend(args.binaries.iter().cloned());
 
-    let capture = Capture::start(targets).context("cannot start the kernel capture")?;
+    // Fail closed: without a valid policy the agent does not start.
+    let policy = Arc::new(PolicyStore::open(&config.policy.dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot load the policy in {}:\n{e}\n(run `dbward policy check --policy {}`)",
+            config.policy.dir.display(),
+            config.policy.dir.display()
+        )
+    })?);
+    let audit = AuditLog::open(AuditOptions {
+        config: config.audit.clone(),
+        host: host.clone(),
+    })
+    .with_context(|| {
+        format!(
+            "cannot open the audit log in {}",
+            config.audit.dir.display()
+        )
+    })?;
+    audit.append(&AuditEvent::AgentStart(crate::audit::event::AgentStart {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        extra: serde_json::Map::from_iter([(
+            "policy_sha256".to_owned(),
+            policy.current().content_hash().into(),
+        )]),
+    }))?;
+
+    let mut capture = Capture::start(targets).context("cannot start the kernel capture")?;
     let listener = crate::control::bind(&socket)
         .with_context(|| format!("cannot listen on the control socket {}", socket.display()))?;
-    info!(socket = %socket.display(), host, "dbward agent running");
 
-    let (events_tx, _) = broadcast::channel::<Arc<Event>>(65536);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown = move || {
+        let mut rx = shutdown_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let approvals = Arc::new(LocalApprovals::new(Arc::new(OsGroups)));
+    let (shim_tx, mut shim_rx) = mpsc::channel::<ShimEvent>(65536);
+    let mut tasks = Vec::new();
+    if let Some(shim_config) = config.shim.clone() {
+        let channel: Arc<dyn ApprovalChannel> = approvals.clone();
+        let shim = Shim::new(
+            shim_config,
+            Arc::new(PolicyGate::new(policy.clone())),
+            channel,
+            shim_tx.clone(),
+        )?
+        .bind()
+        .await
+        .context("cannot start the shim")?;
+        for addr in shim.tcp_addrs() {
+            capture.watch_port(addr.port())?;
+            info!(%addr, "shim listening");
+        }
+        tasks.push(tokio::spawn(shim.serve(shutdown())));
+    }
+    drop(shim_tx);
+
+    if config.stream.enabled {
+        let streamer = crate::stream::Streamer::new(
+            crate::stream::streamer::StreamOptions {
+                config: config.stream.clone(),
+                audit_dir: config.audit.dir.clone(),
+                host: host.clone(),
+                retention_max_files: config.audit.retention_max_files,
+            },
+            audit.subscribe_synced(),
+        )?;
+        let stop = shutdown();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = streamer.run(stop).await {
+                error!(error = %e, "streaming to the central approver stopped");
+            }
+        }));
+    }
+
+    let (reload_tx, mut reload_rx) = mpsc::channel::<Event>(16);
+    {
+        let host = host.clone();
+        let store = policy.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = crate::policy::store::watch(store, move |result| {
+                let mut event = Event {
+                    kind: Some(EventType::PolicyReload),
+                    ts: format_ts(std::time::SystemTime::now()),
+                    host: host.clone(),
+                    ..Event::default()
+                };
+                match result {
+                    Ok(outcome) if !outcome.changed => return,
+                    Ok(outcome) => {
+                        info!(sha256 = %outcome.content_hash, "policy reloaded");
+                        event.policy_sha256 = Some(outcome.content_hash);
+                        event.outcome = Some("loaded".into());
+                    }
+                    Err(e) => {
+                        error!(error = %e, "new policy rejected; the previous one stays active");
+                        event.outcome = Some("rejected".into());
+                        event.error = Some(e.to_string());
+                    }
+                }
+                let _ = reload_tx.try_send(event);
+            })
+            .await;
+            if let Err(e) = result {
+                warn!(error = %e, "policy files are not watched; reload with SIGHUP only");
+            }
+        }));
+    }
+
+    let (live, _) = broadcast::channel::<Arc<Event>>(65536);
     let (capture_tx, mut capture_rx) = mpsc::channel::<CaptureMessage>(65536);
     let capture_task = tokio::spawn(capture.run(capture_tx));
     let control_task = tokio::spawn(crate::control::serve(
         listener,
         crate::control::ControlState {
-            events: events_tx.clone(),
-            approvals: None,
+            events: live.clone(),
+            approvals: Some(approvals.clone()),
         },
     ));
+    info!(socket = %socket.display(), host, policy = %config.policy.dir.display(), audit = %config.audit.dir.display(), "dbward agent running");
 
+    let mut publisher = Publisher {
+        audit,
+        live,
+        print: args.stdout,
+        published: 0,
+    };
+    let agent_pid = std::process::id();
     let mut correlator = Correlator::new(host.clone(), Clock::now(), HostInspector);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    let print = args.stdout;
-    let mut published: u64 = 0;
     let mut drops_total = std::collections::BTreeMap::new();
-    let publish = |event: Event| {
-        if print && let Ok(line) = serde_json::to_string(&event) {
-            println!("{line}");
-        }
-        let _ = events_tx.send(Arc::new(event));
-    };
     let result = loop {
         tokio::select! {
             message = capture_rx.recv() => {
@@ -94,7 +259,14 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     break Err(anyhow::anyhow!("the kernel capture stopped"));
                 };
                 let event = match message {
-                    CaptureMessage::Kernel(k) => correlator.handle(k),
+                    CaptureMessage::Kernel(k) => correlator.handle(k).map(|mut e| {
+                        if e.kind == Some(EventType::Statement) {
+                            pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid);
+                        } else {
+                            e.source = Some("kernel".into());
+                        }
+                        e
+                    }),
                     CaptureMessage::Cluster(pm) => {
                         correlator.add_postmaster(pm.pid, pm.port, pm.socket.as_ref().map(|p| p.display().to_string()));
                         Some(cluster_event(&host, &pm))
@@ -111,20 +283,37 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 if let Some(event) = event {
-                    published += 1;
-                    publish(event);
+                    publisher.publish(event);
                 }
             }
+            Some(event) = shim_rx.recv() => publisher.publish(pipeline::from_shim(event, &host)),
+            Some(event) = reload_rx.recv() => publisher.publish(event),
             _ = sigterm.recv() => break Ok(()),
             _ = sigint.recv() => break Ok(()),
         }
     };
+    let _ = shutdown_tx.send(true);
     capture_task.abort();
     control_task.abort();
+    for task in tasks {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
     let _ = std::fs::remove_file(&socket);
     let dropped: u64 = drops_total.values().sum();
+    let stop_reason = match &result {
+        Ok(()) => "signal".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    let audit = &publisher.audit;
+    if let Err(e) = audit.append(&AuditEvent::AgentStop(crate::audit::event::AgentStop {
+        reason: stop_reason,
+        extra: serde_json::Map::from_iter([("kernel_drops".to_owned(), dropped.into())]),
+    })) {
+        error!(error = %e, "cannot record the agent stop");
+    }
+    audit.close()?;
     info!(
-        events = published,
+        events = publisher.published,
         kernel_drops = dropped,
         "dbward agent stopped"
     );
@@ -155,6 +344,7 @@ fn cluster_event(host: &str, pm: &crate::capture::discover::Postmaster) -> Event
         host: host.to_owned(),
         postmaster_pid: Some(pm.pid),
         cluster: Some(cluster),
+        source: Some("kernel".into()),
         ..Event::default()
     }
 }

@@ -6,11 +6,13 @@ use serde::Deserialize;
 
 /// Where `dbward run` looks for its configuration by default.
 pub const DEFAULT_CONFIG: &str = "/etc/dbward/agent.toml";
+/// Where the agent reads policy files by default.
+pub const DEFAULT_POLICY_DIR: &str = "/etc/dbward/policies";
 /// Where the agent listens for `dbward tail`, `status` and `approvals` by default.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/dbward/agent.sock";
 
 /// The whole configuration file.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// This host's name in events (default: the kernel's hostname).
@@ -22,6 +24,40 @@ pub struct AgentConfig {
     /// What to capture.
     #[serde(default)]
     pub capture: CaptureConfig,
+    /// Policy files.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// The local audit log.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
+    /// The socket shim (absent: no shim; sessions are observed, not mediated).
+    #[serde(default)]
+    pub shim: Option<crate::shim::config::ShimConfig>,
+    /// Streaming the audit log to the central approver.
+    #[serde(default)]
+    pub stream: crate::stream::config::StreamConfig,
+}
+
+/// `[policy]`: where the policy files are.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Directory of `*.yaml` policy files (default `/etc/dbward/policies`); reloaded on
+    /// SIGHUP and on change.
+    #[serde(default = "default_policy_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_policy_dir(),
+        }
+    }
+}
+
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_POLICY_DIR)
 }
 
 /// `[capture]`: which PostgreSQL clusters to attach to.
@@ -77,6 +113,26 @@ impl AgentConfig {
                 message: e.message().trim().to_owned(),
             }
         })
+    }
+
+    /// Every problem of the sections that validate themselves, prefixed with the section.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .audit
+            .check()
+            .into_iter()
+            .map(|p| format!("[audit] {p}"))
+            .collect();
+        if let Some(shim) = &self.shim {
+            problems.extend(shim.check().into_iter().map(|p| format!("[shim] {p}")));
+        }
+        problems.extend(
+            self.stream
+                .check()
+                .into_iter()
+                .map(|p| format!("[stream] {p}")),
+        );
+        problems
     }
 
     /// Loads a file. A missing file at the default path means "all defaults".

@@ -100,7 +100,6 @@ impl StatementGate for PolicyGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::PolicySet;
 
     const POLICY: &str = r#"
 identities:

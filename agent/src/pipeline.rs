@@ -1,0 +1,302 @@
+//! The joins between stages: shim events → stream events, policy decisions for sessions
+//! that bypassed the shim, and stream events → audit records. Pure: no I/O.
+
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use crate::audit::AuditEvent;
+use crate::audit::event as audit;
+use crate::event::{Event, EventType, format_ts};
+use crate::policy::{Facts, PolicySet};
+use crate::shim::events::{Action, ShimEvent, Verdict};
+
+/// The stream event for a shim event.
+pub fn from_shim(event: ShimEvent, host: &str) -> Event {
+    let mut out = Event {
+        ts: format_ts(SystemTime::now()),
+        host: host.to_owned(),
+        source: Some("shim".into()),
+        ..Event::default()
+    };
+    match event {
+        ShimEvent::SessionStart { facts } => {
+            out.kind = Some(EventType::SessionStart);
+            out.session_id = Some(facts.session_id.clone());
+            out.database = facts.database;
+            out.db_user = facts.db_user;
+            out.application_name = facts.application_name;
+            out.client = Some(crate::event::Client {
+                transport: if facts.source_addr.is_some() {
+                    "tcp"
+                } else {
+                    "unix"
+                }
+                .into(),
+                addr: facts.source_addr.map(|a| a.to_string()),
+                pid: facts.client_pid,
+                uid: facts.client_uid,
+                user: facts.client_user,
+                exe: facts.exe,
+                unit: facts.unit,
+                container: facts.container,
+                ..crate::event::Client::default()
+            });
+        }
+        ShimEvent::SessionEnd {
+            session_id,
+            duration,
+            error,
+        } => {
+            out.kind = Some(EventType::SessionEnd);
+            out.session_id = Some(session_id);
+            out.duration_ms = Some(duration.as_secs_f64() * 1e3);
+            out.error = error;
+        }
+        ShimEvent::Statement(s) => {
+            out.kind = Some(EventType::Statement);
+            out.session_id = Some(s.session_id);
+            out.sql = Some(s.statement);
+            out.outcome = Some(verdict_name(s.verdict).into());
+            out.rule = s.rule;
+            out.class = s.class;
+            out.reason = s.reason;
+            out.request_id = s.request_id.map(|id| id.to_string());
+            out.action = Some(
+                match &s.action {
+                    Action::Forwarded => "forwarded",
+                    Action::Denied { .. } => "denied",
+                }
+                .into(),
+            );
+            if let Action::Denied { message } = s.action {
+                out.error = Some(message);
+            } else {
+                out.error = s.error;
+            }
+            out.command_tags = Some(s.command_tags);
+            out.rows = s.rows;
+            out.duration_ms = Some(s.duration.as_secs_f64() * 1e3);
+        }
+        ShimEvent::Hold {
+            session_id,
+            request_id,
+            rule,
+            statement,
+            reason,
+        } => {
+            out.kind = Some(EventType::Hold);
+            out.session_id = Some(session_id);
+            out.request_id = Some(request_id.to_string());
+            out.rule = Some(rule);
+            out.sql = Some(statement);
+            out.reason = reason;
+            out.action = Some("held".into());
+        }
+        ShimEvent::Decision {
+            session_id,
+            request_id,
+            outcome,
+            by,
+            reason,
+        } => {
+            out.kind = Some(EventType::Decision);
+            out.session_id = Some(session_id);
+            out.request_id = Some(request_id.to_string());
+            out.outcome = Some(outcome);
+            out.approvers = Some(by);
+            out.reason = reason;
+        }
+    }
+    out
+}
+
+fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "allow",
+        Verdict::Audit => "audit",
+        Verdict::Deny => "deny",
+        Verdict::RequireApproval => "require_approval",
+    }
+}
+
+/// Policy facts of a kernel-observed session.
+fn facts_of(event: &Event) -> Facts {
+    let client = event.client.clone().unwrap_or_default();
+    Facts {
+        db_user: event.db_user.clone(),
+        database: event.database.clone(),
+        application_name: event.application_name.clone(),
+        client_uid: client.uid,
+        client_user: client.user,
+        client_pid: client.pid,
+        exe: client.exe,
+        unit: client.unit,
+        container: client.container,
+        source_addr: client.addr.and_then(|a| a.parse().ok()),
+        host: Some(event.host.clone()),
+        unmediated: true,
+        session_id: event.session_id.clone(),
+        ..Facts::default()
+    }
+}
+
+/// Marks a kernel statement event: statements of the shim's own upstream sessions (client
+/// pid = this agent) are mediated, their decision is in the shim's event; every other
+/// statement bypassed the shim, so policy is evaluated here and its outcome recorded (the
+/// statement already ran: the action is `recorded`).
+pub fn judge_kernel_statement(event: &mut Event, policy: &PolicySet, agent_pid: u32) {
+    event.source = Some("kernel".into());
+    let mediated = event
+        .client
+        .as_ref()
+        .is_some_and(|c| c.pid == Some(agent_pid));
+    event.unmediated = Some(!mediated);
+    if mediated {
+        return;
+    }
+    let Some(sql) = event.sql.as_deref() else {
+        return;
+    };
+    let decision = policy.evaluate(&facts_of(event), sql, SystemTime::now());
+    event.outcome = Some(decision.outcome.name().into());
+    event.rule = decision.rule.clone();
+    event.class = Some(decision.classification.class.name().into());
+    event.principal = Some(decision.principal.name.clone());
+    event.principal_kind = Some(decision.principal.kind.name().into());
+    event.action = Some("recorded".into());
+}
+
+/// Everything of an event except the fields named in `skip`, as audit payload.
+fn extra(event: &Event, skip: &[&str]) -> Map<String, Value> {
+    let Ok(Value::Object(mut map)) = serde_json::to_value(event) else {
+        return Map::new();
+    };
+    for key in ["type", "ts"].iter().chain(skip) {
+        map.remove(*key);
+    }
+    map
+}
+
+/// The audit record for a stream event (`None` for events that are not audited:
+/// `cluster_attached` is part of the agent's own log).
+pub fn audit_record(event: &Event) -> Option<AuditEvent> {
+    let session_id = event.session_id.clone().unwrap_or_default();
+    Some(match event.kind? {
+        EventType::SessionStart => AuditEvent::SessionStart(audit::SessionStart {
+            session_id,
+            extra: extra(event, &["session_id"]),
+        }),
+        EventType::SessionEnd => AuditEvent::SessionEnd(audit::SessionEnd {
+            session_id,
+            extra: extra(event, &["session_id"]),
+        }),
+        EventType::Statement => AuditEvent::Statement(audit::Statement {
+            session_id,
+            statement: event.sql.clone().unwrap_or_default(),
+            outcome: event.outcome.clone().unwrap_or_else(|| "observed".into()),
+            rule: event.rule.clone(),
+            class: event.class.clone(),
+            extra: extra(event, &["session_id", "sql", "outcome", "rule", "class"]),
+        }),
+        EventType::Hold => AuditEvent::Hold(audit::Hold {
+            session_id,
+            request_id: event.request_id.clone().unwrap_or_default(),
+            rule: event.rule.clone(),
+            extra: extra(event, &["session_id", "request_id", "rule"]),
+        }),
+        EventType::Decision => AuditEvent::Decision(audit::Decision {
+            request_id: event.request_id.clone().unwrap_or_default(),
+            outcome: event.outcome.clone().unwrap_or_default(),
+            approvers: event.approvers.clone().unwrap_or_default(),
+            signature: None,
+            extra: extra(event, &["request_id", "outcome", "approvers"]),
+        }),
+        EventType::KernelDrops => AuditEvent::KernelDrops(audit::KernelDrops {
+            count: event.drops.as_ref().map_or(0, |d| d.values().sum()),
+            extra: extra(event, &[]),
+        }),
+        EventType::PolicyReload => AuditEvent::PolicyReload(audit::PolicyReload {
+            content_sha256: event.policy_sha256.clone().unwrap_or_default(),
+            extra: extra(event, &["policy_sha256"]),
+        }),
+        EventType::ClusterAttached => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Client;
+
+    const POLICY: &str = r#"
+identities:
+  - name: reporter
+    kind: ai_agent
+    match:
+      application_name: ai-reporting
+rules:
+  - name: ai-ddl
+    match:
+      kind: ai_agent
+      class: ddl
+    outcome:
+      require_approval:
+        approvers: [dba]
+"#;
+
+    fn statement(pid: u32, app: &str, sql: &str) -> Event {
+        Event {
+            kind: Some(EventType::Statement),
+            host: "db1".into(),
+            session_id: Some("s1".into()),
+            application_name: Some(app.into()),
+            client: Some(Client {
+                pid: Some(pid),
+                ..Client::default()
+            }),
+            sql: Some(sql.into()),
+            ..Event::default()
+        }
+    }
+
+    fn policy() -> PolicySet {
+        PolicySet::from_sources(&[("p.yaml".into(), POLICY.into())]).unwrap()
+    }
+
+    #[test]
+    fn unmediated_statements_get_the_policy_outcome_recorded() {
+        let mut e = statement(77, "ai-reporting", "DROP TABLE customers");
+        judge_kernel_statement(&mut e, &policy(), 1);
+        assert_eq!(e.unmediated, Some(true));
+        assert_eq!(e.outcome.as_deref(), Some("require_approval"));
+        assert_eq!(e.rule.as_deref(), Some("ai-ddl"));
+        assert_eq!(e.principal.as_deref(), Some("reporter"));
+        assert_eq!(e.action.as_deref(), Some("recorded"));
+    }
+
+    #[test]
+    fn the_shims_own_upstream_sessions_are_mediated() {
+        let mut e = statement(1, "ai-reporting", "DROP TABLE customers");
+        judge_kernel_statement(&mut e, &policy(), 1);
+        assert_eq!(e.unmediated, Some(false));
+        assert_eq!(e.outcome, None);
+    }
+
+    #[test]
+    fn statements_become_statement_records_with_their_identity() {
+        let mut e = statement(77, "psql", "SELECT 1");
+        e.outcome = Some("audit".into());
+        let Some(AuditEvent::Statement(s)) = audit_record(&e) else {
+            panic!("not a statement record")
+        };
+        assert_eq!(
+            (s.session_id.as_str(), s.statement.as_str()),
+            ("s1", "SELECT 1")
+        );
+        assert_eq!(s.outcome, "audit");
+        assert_eq!(s.extra["application_name"], "psql");
+        assert_eq!(s.extra["client"]["pid"], 77);
+        assert!(!s.extra.contains_key("sql") && !s.extra.contains_key("type"));
+    }
+}

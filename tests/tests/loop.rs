@@ -1,0 +1,151 @@
+//! The whole loop on one host: `dbward run` with the shipped policies, the socket shim in
+//! front of a real cluster, the kernel capture beside it, and the audit trail behind both.
+
+use std::process::Command;
+use std::time::Duration;
+
+use dbward_e2e::agent::{Agent, dbward_bin};
+use dbward_e2e::free_port;
+use dbward_e2e::pg::{Cluster, PG_BIN};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn psql(port: u16, app: &str, sql: &str) -> (bool, String) {
+    let out = Command::new(format!("{PG_BIN}/psql"))
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=postgres dbname=postgres application_name={app}"
+        ))
+        .args(["-c", sql])
+        .output()
+        .expect("run psql");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn find<'a>(events: &'a [Value], kind: &str, source: &str, marker: &str) -> Option<&'a Value> {
+    events.iter().find(|e| {
+        e["type"] == kind
+            && e["source"] == source
+            && e["sql"].as_str().is_some_and(|s| s.contains(marker))
+    })
+}
+
+#[test]
+fn policy_decides_through_the_shim_and_unmediated_sessions_are_judged_and_audited() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE customers(id int, email text); INSERT INTO customers VALUES (1, 'a@example.com')");
+    let shim_port = free_port();
+    let config = format!(
+        "[shim]\nlisten_tcp = [\"127.0.0.1:{shim_port}\"]\nupstream = \"127.0.0.1:{}\"\n",
+        cluster.port
+    );
+    let agent = Agent::start_with_config(Some(cluster.pid), &config, &[]);
+
+    // Through the shim: a human-looking read is allowed and returns the data.
+    let (ok, out) = psql(
+        shim_port,
+        "psql",
+        "SELECT email AS read_marker FROM customers",
+    );
+    assert!(ok && out.contains("a@example.com"), "{out}");
+    // COPY … TO PROGRAM is denied for everyone, with the rule's message and SQLSTATE 42501.
+    let (ok, out) = psql(
+        shim_port,
+        "claude-code",
+        "COPY customers TO PROGRAM 'cat > /tmp/x'",
+    );
+    assert!(
+        !ok && out.contains("COPY … PROGRAM is not allowed"),
+        "{out}"
+    );
+    // Bypassing the shim: the statement runs, and the agent records what policy says of it.
+    let (ok, out) = psql(
+        cluster.port,
+        "claude-code",
+        "CREATE TABLE bypass_marker(x int)",
+    );
+    assert!(ok, "{out}");
+
+    let events = agent.wait_events("shim and kernel statements", WAIT, |events| {
+        find(events, "statement", "shim", "read_marker").is_some()
+            && find(events, "statement", "shim", "TO PROGRAM").is_some()
+            && find(events, "statement", "kernel", "bypass_marker").is_some()
+    });
+    let read = find(&events, "statement", "shim", "read_marker").unwrap();
+    assert_eq!(read["action"], "forwarded");
+    assert_eq!(read["rows"], 1, "{read:#}");
+    let denied = find(&events, "statement", "shim", "TO PROGRAM").unwrap();
+    assert_eq!(denied["outcome"], "deny");
+    assert_eq!(denied["rule"], "deny-copy-program");
+    assert_eq!(denied["action"], "denied");
+    // The denied statement never reached the server: the kernel saw no such statement.
+    assert!(find(&events, "statement", "kernel", "TO PROGRAM").is_none());
+    // The shim's own upstream session is mediated.
+    let mediated =
+        find(&events, "statement", "kernel", "read_marker").expect("kernel saw the read");
+    assert_eq!(mediated["unmediated"], false);
+    let bypass = find(&events, "statement", "kernel", "bypass_marker").unwrap();
+    assert_eq!(bypass["unmediated"], true);
+    assert_eq!(bypass["outcome"], "require_approval");
+    assert_eq!(bypass["rule"], "ai-ddl-needs-approval");
+    assert_eq!(bypass["principal"], "claude-code");
+    assert_eq!(bypass["principal_kind"], "ai_agent");
+    assert_eq!(bypass["action"], "recorded");
+
+    // The audit trail holds the same story and verifies.
+    let mut agent = agent;
+    let audit_dir = agent.audit_dir();
+    let status = agent.stop();
+    assert!(
+        status.success(),
+        "dbward run exited with {status}: {}",
+        agent.stderr()
+    );
+    let out = Command::new(dbward_bin())
+        .args(["audit", "verify"])
+        .arg(&audit_dir)
+        .output()
+        .expect("dbward audit verify");
+    assert!(
+        out.status.success(),
+        "audit verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut records = String::new();
+    for entry in std::fs::read_dir(&audit_dir).expect("audit dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            records.push_str(&std::fs::read_to_string(path).expect("read audit file"));
+        }
+    }
+    let records: Vec<Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect();
+    let denied = records
+        .iter()
+        .find(|r| {
+            r["type"] == "statement"
+                && r["statement"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("TO PROGRAM"))
+        })
+        .expect("denied statement audited");
+    assert_eq!(denied["outcome"], "deny");
+    assert!(records.iter().any(|r| r["type"] == "agent_start"));
+    assert!(records.iter().any(|r| r["type"] == "agent_stop"));
+    assert!(records.iter().any(|r| {
+        r["type"] == "statement"
+            && r["statement"]
+                .as_str()
+                .is_some_and(|s| s.contains("bypass_marker"))
+            && r["unmediated"] == true
+    }));
+}
