@@ -2,6 +2,7 @@
 //! project's gates, in one place.
 
 mod bench;
+mod demo;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,12 @@ enum Task {
     Build,
     /// The whole test suite: formatting, clippy, unit and end-to-end tests (as root).
     Test,
+    /// The seed scenario end to end on a throwaway cluster (as root).
+    Demo {
+        /// Wait for a person to approve instead of approving from the CLI.
+        #[arg(long)]
+        interactive: bool,
+    },
     /// Benchmarks, each printing its ratio against a baseline measured in the same run.
     Bench {
         /// Which benchmark.
@@ -42,6 +49,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run_all(),
         Task::Build => build_release(),
         Task::Test => test(),
+        Task::Demo { interactive } => demo::run(interactive),
         Task::Bench { which } => bench::run(which),
     };
     match result {
