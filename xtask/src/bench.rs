@@ -7,19 +7,49 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use dbward_e2e::pg::{Cluster, PG_BIN};
 
-use crate::{build_release, root};
+use crate::{build_release, cargo, root};
 
 /// The benchmarks.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Which {
     /// pgbench -S TPS with the capture attached vs detached, and kernel drops.
     Capture,
+    /// Classification + evaluation throughput and latency (criterion).
+    Policy,
+    /// Audit appends/s and spool replay rate (criterion).
+    Audit,
+    /// pgbench -S direct vs through the shim vs through PgBouncer.
+    Shim,
+    /// Approve → verified decision latency with 1,000 pending requests.
+    Approval,
 }
 
 /// Runs one benchmark.
 pub fn run(which: Which) -> anyhow::Result<()> {
+    let secs = seconds().to_string();
     match which {
         Which::Capture => capture(),
+        Which::Policy => {
+            crate::run(cargo().args(["bench", "-p", "dbward-agent", "--bench", "policy"]))
+        }
+        Which::Audit => {
+            crate::run(cargo().args(["bench", "-p", "dbward-agent", "--bench", "audit"]))
+        }
+        Which::Shim => crate::run(
+            Command::new("bash")
+                .arg(root().join("agent/benches/shim.sh"))
+                .env("DURATION", &secs),
+        ),
+        Which::Approval => crate::run(cargo().args([
+            "run",
+            "--release",
+            "-p",
+            "dbward-approver",
+            "--example",
+            "bench_approval",
+            "--",
+            "1000",
+        ])),
     }
 }
 
