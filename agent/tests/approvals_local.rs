@@ -131,6 +131,13 @@ async fn approver_on_the_host_lists_approves_and_denies_through_the_cli() {
     let json: serde_json::Value = serde_json::from_str(&out).expect("json list");
     assert_eq!(json["requests"].as_array().map(Vec::len), Some(2), "{out}");
     assert_eq!(json["requests"][0]["client_user"], "postgres");
+    let (ok, out, err) = dbward(&agent.socket, None, &["list", "--search", "CUSTOMERS"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&deny_me.request_id.to_string())
+            && !out.contains(&approve_me.request_id.to_string()),
+        "{out}"
+    );
 
     let id = approve_me.request_id.to_string();
     let (ok, out, err) = dbward(
@@ -258,6 +265,10 @@ async fn unknown_id_and_quorum_progress_are_reported() {
     let (ok, out, err) = dbward(&agent.socket, None, &["approve", &id]).await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), format!("{id}: pending (1/2 approvals)"));
+    let (ok, out, err) = dbward(&agent.socket, None, &["show", &id, "--json"]).await;
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json show");
+    assert_eq!(json["requests"][0]["approved_by"][0], "root", "{out}");
     let (ok, out, _) = dbward(&agent.socket, None, &["show", &id]).await;
     assert!(
         ok && out.contains("approved by: root") && out.contains("reason: cleanup"),

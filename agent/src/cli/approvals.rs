@@ -266,43 +266,29 @@ fn run_local(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
         serde_json::from_str::<ApprovalReply>(&line)
             .with_context(|| format!("the agent answered {line:?}; is it an older dbward?"))
     })?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-    }
     match reply {
         ApprovalReply::Refused { code, message } => {
             anyhow::bail!("{message} ({code})")
         }
-        _ if args.json => {}
-        ApprovalReply::Pending { requests } => match &args.action {
-            ApprovalsAction::Show { id } => {
-                let p = requests
-                    .iter()
-                    .find(|p| p.request_id == *id)
-                    .with_context(|| format!("no pending approval request {id} on this host"))?;
-                println!("{}", local_summary(p));
-                println!("statement:\n{}", p.statement);
-                println!("reason: {}", p.reason.as_deref().unwrap_or("(none)"));
-                println!(
-                    "approvers: {} (approved by: {})",
-                    p.approvers.join(", "),
-                    p.approved_by.join(", ")
-                );
-            }
-            ApprovalsAction::List { search, .. } => {
-                let shown: Vec<_> = requests
-                    .iter()
+        ApprovalReply::Pending { requests } => {
+            let shown: Vec<_> = match &args.action {
+                ApprovalsAction::Show { id } => vec![
+                    requests
+                        .into_iter()
+                        .find(|p| p.request_id == *id)
+                        .with_context(|| {
+                            format!("no pending approval request {id} on this host")
+                        })?,
+                ],
+                ApprovalsAction::List { search, .. } => requests
+                    .into_iter()
                     .filter(|p| search.as_deref().is_none_or(|q| matches_search(p, q)))
-                    .collect();
-                if shown.is_empty() {
-                    println!("no requests");
-                }
-                for p in shown {
-                    println!("{}", local_summary(p));
-                }
-            }
-            _ => {}
-        },
+                    .collect(),
+                _ => requests,
+            };
+            print_pending(&args, shown)?;
+        }
+        reply if args.json => println!("{}", serde_json::to_string_pretty(&reply)?),
         ApprovalReply::Recorded {
             request_id,
             have,
@@ -314,4 +300,30 @@ fn run_local(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
         ApprovalReply::Denied { request_id, by } => println!("{request_id}: denied by {by}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_pending(args: &ApprovalsArgs, shown: Vec<PendingView>) -> anyhow::Result<()> {
+    if args.json {
+        let reply = ApprovalReply::Pending { requests: shown };
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+        return Ok(());
+    }
+    if let (ApprovalsAction::Show { .. }, [p]) = (&args.action, shown.as_slice()) {
+        println!("{}", local_summary(p));
+        println!("statement:\n{}", p.statement);
+        println!("reason: {}", p.reason.as_deref().unwrap_or("(none)"));
+        println!(
+            "approvers: {} (approved by: {})",
+            p.approvers.join(", "),
+            p.approved_by.join(", ")
+        );
+        return Ok(());
+    }
+    if shown.is_empty() {
+        println!("no requests");
+    }
+    for p in &shown {
+        println!("{}", local_summary(p));
+    }
+    Ok(())
 }
