@@ -1,6 +1,7 @@
 //! `dbward approvals` without `--server`: the real CLI binary talks to a control socket
 //! served in-process over a `LocalApprovals` store with OS group lookups; the approver is
-//! the caller's OS user from SO_PEERCRED (these tests run as root, one also as `postgres`).
+//! the caller's OS user from SO_PEERCRED (these tests run as root, one also as `postgres`);
+//! `tail` keeps working on the same socket.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use uuid::Uuid;
 struct Agent {
     socket: PathBuf,
     store: Arc<LocalApprovals>,
+    events: broadcast::Sender<Arc<dbward_agent::event::Event>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -38,13 +40,14 @@ fn agent() -> Agent {
     let store = Arc::new(LocalApprovals::new(Arc::new(OsGroups)));
     let (events, _) = broadcast::channel(16);
     let state = ControlState {
-        events,
+        events: events.clone(),
         approvals: Some(Arc::clone(&store)),
     };
     let task = tokio::spawn(control::serve(listener, state));
     Agent {
         socket,
         store,
+        events,
         task,
         _dir: dir,
     }
@@ -302,4 +305,27 @@ async fn agent_without_local_approvals_points_to_the_server() {
         !ok && err.contains("cannot reach the dbward agent"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_still_streams_events_beside_approvals() {
+    let agent = agent();
+    let mut lines = control::request(&agent.socket, &control::Request::Tail)
+        .await
+        .expect("tail");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let event = dbward_agent::event::Event {
+        host: "db1".into(),
+        sql: Some("SELECT 1".into()),
+        ..Default::default()
+    };
+    let line = loop {
+        let _ = agent.events.send(Arc::new(event.clone()));
+        match tokio::time::timeout(Duration::from_millis(100), lines.next_line()).await {
+            Ok(line) => break line.expect("read").expect("a line"),
+            Err(_) => assert!(std::time::Instant::now() < deadline, "tail got nothing"),
+        }
+    };
+    let got: dbward_agent::event::Event = serde_json::from_str(&line).expect("event json");
+    assert_eq!(got.sql.as_deref(), Some("SELECT 1"));
 }
