@@ -1,10 +1,12 @@
 //! Approval requests for held statements and the channels that decide them: the trait the
-//! shim files through, and the local on-host store ([`local::LocalApprovals`]).
+//! shim files through, the local on-host store ([`local::LocalApprovals`]) and the central
+//! approver ([`remote::RemoteApprovals`], decisions verified against the pinned key).
 //!
 //! Every error on the approval path is a denial for the held statement (fail closed).
 
 pub mod groups;
 pub mod local;
+pub mod remote;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +16,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use groups::{GroupLookup, OsGroups};
-pub use local::{LocalApprovals, PendingApproval, Vote};
+pub use local::{ApproverIdentity, LocalApprovals, PendingApproval, Vote};
+pub use remote::{RemoteApprovals, RemoteConfig, RemoteError};
 
 /// A boxed, sendable future (keeps [`ApprovalChannel`] object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

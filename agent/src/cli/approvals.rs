@@ -1,6 +1,8 @@
-//! `dbward approvals list|show|approve|deny|break-glass`: act on approval requests of a
-//! `dbward-approver` server with an approver token (people and CI/CD pipelines).
+//! `dbward approvals list|show|approve|deny|break-glass`: act on approval requests, either
+//! of a `dbward-approver` server with an approver token (`--server`; people and CI/CD
+//! pipelines) or of the local agent over its control socket (the caller's OS user decides).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -8,12 +10,19 @@ use clap::{Args, Subcommand};
 use dbward_approval_api::{ApproverClient, RequestStatus, RequestView, Vote};
 use uuid::Uuid;
 
+use crate::config::DEFAULT_CONTROL_SOCKET;
+use crate::control::{ApprovalReply, PendingView, Request};
+
 /// Connection options shared by every `approvals` subcommand.
 #[derive(Debug, Args)]
 pub struct ApprovalsArgs {
-    /// Approver base URL, e.g. https://approver.example.com:8443
+    /// Approver base URL, e.g. https://approver.example.com:8443; without it the local
+    /// agent is asked over `--socket`.
     #[arg(long, env = "DBWARD_APPROVER_URL", global = true)]
     pub server: Option<String>,
+    /// The local agent's control socket (used when no `--server` is given).
+    #[arg(long, default_value = DEFAULT_CONTROL_SOCKET, global = true)]
+    pub socket: PathBuf,
     /// Approver token (from `[[approver_tokens]]` of approver.toml).
     #[arg(
         long,
@@ -97,9 +106,9 @@ fn summary(v: &RequestView) -> String {
 
 /// Runs an `approvals` subcommand.
 pub fn run(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
-    let server = args
-        .server
-        .context("no approver URL: pass --server URL or set DBWARD_APPROVER_URL")?;
+    let Some(server) = args.server.clone() else {
+        return run_local(args);
+    };
     let token = args
         .token
         .context("no approver token: pass --token or set DBWARD_APPROVER_TOKEN")?;
@@ -191,6 +200,146 @@ fn print_outcome(json: bool, out: &dbward_approval_api::VoteOutcome) -> anyhow::
             out.approvals,
             out.quorum
         );
+    }
+    Ok(())
+}
+
+fn local_summary(p: &PendingView) -> String {
+    let statement: String = p.statement.chars().take(80).collect();
+    let who = p
+        .principal
+        .as_deref()
+        .or(p.client_user.as_deref())
+        .unwrap_or("-");
+    format!(
+        "{}  pending   {}/{}  {} ({})  client {}  rule {}  {} vote(s)/{}  expires {}\n    {}",
+        p.request_id,
+        p.host,
+        p.database.as_deref().unwrap_or("-"),
+        who,
+        p.kind.as_deref().unwrap_or("-"),
+        p.client_user.as_deref().unwrap_or("-"),
+        p.rule,
+        p.approved_by.len(),
+        p.quorum,
+        p.expires_at,
+        statement.replace('\n', " "),
+    )
+}
+
+fn matches_search(p: &PendingView, q: &str) -> bool {
+    let q = q.to_lowercase();
+    [
+        Some(p.request_id.to_string()),
+        Some(p.statement.clone()),
+        Some(p.host.clone()),
+        p.principal.clone(),
+        p.client_user.clone(),
+        p.db_user.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|s| s.to_lowercase().contains(&q))
+}
+
+/// Asks the local agent over its control socket; the caller's OS user is the approver.
+fn run_local(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
+    let request = match &args.action {
+        ApprovalsAction::List { status, .. } if status != "pending" && status != "all" => {
+            anyhow::bail!(
+                "--status {status:?}: the local agent keeps only pending requests; use --server URL for decided ones"
+            )
+        }
+        ApprovalsAction::List { .. } | ApprovalsAction::Show { .. } => Request::ApprovalsList,
+        ApprovalsAction::Approve { id, comment } => Request::ApprovalsApprove {
+            id: *id,
+            comment: comment.clone(),
+        },
+        ApprovalsAction::Deny { id, reason } => Request::ApprovalsDeny {
+            id: *id,
+            comment: Some(reason.clone()),
+        },
+        ApprovalsAction::BreakGlass { .. } => anyhow::bail!(
+            "break-glass is decided by the central approver: pass --server URL (and --token)"
+        ),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let reply = runtime.block_on(async {
+        let mut lines = crate::control::request(&args.socket, &request).await?;
+        let line = lines
+            .next_line()
+            .await
+            .with_context(|| format!("reading the agent's answer on {}", args.socket.display()))?
+            .with_context(|| {
+                format!(
+                    "the agent at {} closed the connection without answering",
+                    args.socket.display()
+                )
+            })?;
+        serde_json::from_str::<ApprovalReply>(&line)
+            .with_context(|| format!("the agent answered {line:?}; is it an older dbward?"))
+    })?;
+    match reply {
+        ApprovalReply::Refused { code, message } => {
+            anyhow::bail!("{message} ({code})")
+        }
+        ApprovalReply::Pending { requests } => {
+            let shown: Vec<_> = match &args.action {
+                ApprovalsAction::Show { id } => vec![
+                    requests
+                        .into_iter()
+                        .find(|p| p.request_id == *id)
+                        .with_context(|| {
+                            format!("no pending approval request {id} on this host")
+                        })?,
+                ],
+                ApprovalsAction::List { search, .. } => requests
+                    .into_iter()
+                    .filter(|p| search.as_deref().is_none_or(|q| matches_search(p, q)))
+                    .collect(),
+                _ => requests,
+            };
+            print_pending(&args, shown)?;
+        }
+        reply if args.json => println!("{}", serde_json::to_string_pretty(&reply)?),
+        ApprovalReply::Recorded {
+            request_id,
+            have,
+            need,
+        } => println!("{request_id}: pending ({have}/{need} approvals)"),
+        ApprovalReply::Approved { request_id, by } => {
+            println!("{request_id}: approved by {by}")
+        }
+        ApprovalReply::Denied { request_id, by } => println!("{request_id}: denied by {by}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_pending(args: &ApprovalsArgs, shown: Vec<PendingView>) -> anyhow::Result<()> {
+    if args.json {
+        let reply = ApprovalReply::Pending { requests: shown };
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+        return Ok(());
+    }
+    if let (ApprovalsAction::Show { .. }, [p]) = (&args.action, shown.as_slice()) {
+        println!("{}", local_summary(p));
+        println!("statement:\n{}", p.statement);
+        println!("reason: {}", p.reason.as_deref().unwrap_or("(none)"));
+        println!(
+            "approvers: {} (approved by: {})",
+            p.approvers.join(", "),
+            p.approved_by.join(", ")
+        );
+        return Ok(());
+    }
+    if shown.is_empty() {
+        println!("no requests");
+    }
+    for p in &shown {
+        println!("{}", local_summary(p));
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! The local control socket: `dbward tail` (and later `status`, `approvals`) talk to the
-//! running agent here. Requests are one JSON line; replies are JSON lines.
+//! The local control socket: `dbward tail` and `dbward approvals` (without `--server`) talk
+//! to the running agent here. Requests are one JSON line; replies are JSON lines.
+
+pub mod approvals;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,13 +13,33 @@ use tokio::sync::broadcast;
 use tracing::{debug, warn};
 
 use crate::event::Event;
+pub use approvals::{ApprovalReply, PendingView};
 
-/// A request from the CLI.
+/// A request from the CLI. Unknown fields are refused: in particular nobody can name the
+/// approver in a request, it is always the caller's OS user.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// Follow the live event stream.
     Tail,
+    /// List the pending local approval requests.
+    ApprovalsList,
+    /// Approve a pending local request as the calling OS user.
+    ApprovalsApprove {
+        /// Request id.
+        id: uuid::Uuid,
+        /// Comment recorded with the approval.
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    /// Deny a pending local request as the calling OS user.
+    ApprovalsDeny {
+        /// Request id.
+        id: uuid::Uuid,
+        /// Why; the held statement fails with it.
+        #[serde(default)]
+        comment: Option<String>,
+    },
 }
 
 /// A notice in the stream that is not an event.
@@ -67,8 +89,9 @@ pub async fn serve(listener: UnixListener, state: ControlState) {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let rx = state.events.subscribe();
+                let approvals = state.approvals.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle(stream, rx).await {
+                    if let Err(e) = handle(stream, rx, approvals).await {
                         debug!(error = %e, "control connection ended");
                     }
                 });
@@ -84,7 +107,9 @@ pub async fn serve(listener: UnixListener, state: ControlState) {
 async fn handle(
     stream: UnixStream,
     mut rx: broadcast::Receiver<Arc<Event>>,
+    local: Option<Arc<crate::approval::local::LocalApprovals>>,
 ) -> std::io::Result<()> {
+    let caller_uid = stream.peer_cred().ok().map(|c| c.uid());
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let Some(line) = lines.next_line().await? else {
@@ -100,7 +125,10 @@ async fn handle(
             return Ok(());
         }
     };
-    match request {
+    let op = match request {
+        Request::ApprovalsList => approvals::Op::List,
+        Request::ApprovalsApprove { id, comment } => approvals::Op::Approve { id, comment },
+        Request::ApprovalsDeny { id, comment } => approvals::Op::Deny { id, comment },
         Request::Tail => loop {
             let line = match rx.recv().await {
                 Ok(event) => json_line(&*event),
@@ -111,7 +139,21 @@ async fn handle(
             };
             write.write_all(line.as_bytes()).await?;
         },
-    }
+    };
+    let reply = tokio::task::spawn_blocking(move || {
+        approvals::answer(
+            op,
+            local.as_deref(),
+            caller_uid,
+            crate::session::identity::user_name,
+        )
+    })
+    .await
+    .unwrap_or_else(|e| ApprovalReply::Refused {
+        code: "unavailable".into(),
+        message: format!("the agent failed while answering: {e}"),
+    });
+    write.write_all(json_line(&reply).as_bytes()).await
 }
 
 fn json_line<T: Serialize>(value: &T) -> String {

@@ -113,6 +113,18 @@ pub enum ShimEvent {
         /// Approver's comment or failure reason.
         reason: Option<String>,
     },
+    /// A decision from the approver failed verification (forged, replayed, expired or
+    /// bound to another request, host, session or statement) and was treated as a denial.
+    DecisionRejected {
+        /// Session holding the statement.
+        session_id: String,
+        /// Approval request the agent was waiting for.
+        request_id: Uuid,
+        /// Stable code of the problem (`forged_signature`, `replayed`, `wrong_request`, …).
+        problem: String,
+        /// What exactly was wrong.
+        detail: String,
+    },
 }
 
 /// Sends events without ever waiting; counts what it had to drop.
