@@ -107,6 +107,18 @@ pub fn from_shim(event: ShimEvent, host: &str) -> Event {
             out.approvers = Some(by);
             out.reason = reason;
         }
+        ShimEvent::DecisionRejected {
+            session_id,
+            request_id,
+            problem,
+            detail,
+        } => {
+            out.kind = Some(EventType::Decision);
+            out.session_id = Some(session_id);
+            out.request_id = Some(request_id.to_string());
+            out.outcome = Some("rejected".into());
+            out.error = Some(format!("{problem}: {detail}"));
+        }
     }
     out
 }

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::approval::ApprovalChannel;
 use crate::approval::groups::OsGroups;
 use crate::approval::local::LocalApprovals;
+use crate::approval::remote::RemoteApprovals;
 use crate::audit::{AuditEvent, AuditLog, AuditOptions};
 use crate::capture::{Capture, CaptureMessage, Targets};
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
@@ -23,7 +24,7 @@ use crate::pipeline;
 use crate::policy::store::PolicyStore;
 use crate::session::{Clock, Correlator, HostInspector};
 use crate::shim::Shim;
-use crate::shim::events::ShimEvent;
+use crate::shim::events::{EventSink, ShimEvent};
 use crate::shim::policy_gate::PolicyGate;
 
 /// Arguments of `dbward run`.
@@ -159,7 +160,13 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (shim_tx, mut shim_rx) = mpsc::channel::<ShimEvent>(65536);
     let mut tasks = Vec::new();
     if let Some(shim_config) = config.shim.clone() {
-        let channel: Arc<dyn ApprovalChannel> = approvals.clone();
+        let channel: Arc<dyn ApprovalChannel> = match &config.approver {
+            Some(remote) => Arc::new(
+                RemoteApprovals::new(remote, EventSink::new(shim_tx.clone()))
+                    .context("cannot use the [approver] settings")?,
+            ),
+            None => approvals.clone(),
+        };
         let shim = Shim::new(
             shim_config,
             Arc::new(PolicyGate::new(policy.clone())),

@@ -36,6 +36,10 @@ pub struct AgentConfig {
     /// Streaming the audit log to the central approver.
     #[serde(default)]
     pub stream: crate::stream::config::StreamConfig,
+    /// The central approver for held statements (absent: approvals are local to this host,
+    /// `dbward approvals approve ID`).
+    #[serde(default)]
+    pub approver: Option<crate::approval::remote::RemoteConfig>,
 }
 
 /// `[policy]`: where the policy files are.
