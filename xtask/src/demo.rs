@@ -230,7 +230,7 @@ fn scenario(
     Ok(())
 }
 
-/// One line per audit record: seq, type, outcome, principal, statement.
+/// One line per audit record: seq, type, outcome, action, rule, source, statement.
 fn print_audit(dir: &Path) -> anyhow::Result<()> {
     let mut files: Vec<_> = std::fs::read_dir(dir)?
         .flatten()
@@ -245,13 +245,14 @@ fn print_audit(dir: &Path) -> anyhow::Result<()> {
             let sql = text("statement");
             let sql = if sql.is_empty() { text("sql") } else { sql };
             println!(
-                "{:>4} {:<14} {:<17} {:<14} {:<8} {}",
+                "{:>4} {:<14} {:<17} {:<10} {:<33} {:<7} {}",
                 r["seq"],
                 text("type"),
                 text("outcome"),
-                text("principal"),
+                text("action"),
+                text("rule"),
                 text("source"),
-                sql.chars().take(70).collect::<String>()
+                sql.chars().take(60).collect::<String>()
             );
         }
     }

@@ -317,6 +317,31 @@ mod tests {
     }
 
     #[test]
+    fn records_with_awkward_floats_check_after_a_round_trip() {
+        // Durations must parse back to the same bits, or the record's hash no longer matches;
+        // serde_json's default parser gets these two wrong (it needs `float_roundtrip`).
+        let floats = [
+            0.001_123_100_000_000_000_1,
+            0.002_354_777_253_155_628_6,
+            0.1 + 0.2,
+            1.0 / 3.0,
+        ];
+        for (i, f) in floats.into_iter().enumerate() {
+            let header = Header {
+                seq: i as u64 + 1,
+                host: "h",
+                ts: "2026-01-01T00:00:00Z",
+                prev_hash: GENESIS_HASH,
+            };
+            let mut payload = Map::new();
+            payload.insert("type".into(), Value::from("statement"));
+            payload.insert("duration_ms".into(), Value::from(f));
+            let sealed = seal(&header, payload);
+            assert!(check_line(body(&sealed)).is_ok(), "{f} does not round-trip");
+        }
+    }
+
+    #[test]
     fn sha256_hex_matches_known_digests() {
         let cases = [
             (
