@@ -42,6 +42,7 @@ fn agent() -> Agent {
     let state = ControlState {
         events: events.clone(),
         approvals: Some(Arc::clone(&store)),
+        status: Default::default(),
     };
     let task = tokio::spawn(control::serve(listener, state));
     Agent {
@@ -292,6 +293,7 @@ async fn agent_without_local_approvals_points_to_the_server() {
         ControlState {
             events,
             approvals: None,
+            status: Default::default(),
         },
     ));
     let (ok, _, err) = dbward(&socket, None, &["list"]).await;

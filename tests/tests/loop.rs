@@ -98,6 +98,56 @@ fn policy_decides_through_the_shim_and_unmediated_sessions_are_judged_and_audite
     assert_eq!(bypass["principal_kind"], "ai_agent");
     assert_eq!(bypass["action"], "recorded");
 
+    // SREs: `dbward status` and `dbward tail` talk to the running agent.
+    let out = Command::new(dbward_bin())
+        .args(["status", "--json", "--socket"])
+        .arg(&agent.socket)
+        .output()
+        .expect("dbward status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
+    assert!(
+        status["clusters"][cluster.pid.to_string()].is_string(),
+        "{status:#}"
+    );
+    assert_eq!(
+        status["policy_sha256"].as_str().map(str::len),
+        Some(64),
+        "{status:#}"
+    );
+    let mut tail = Command::new(dbward_bin())
+        .args(["tail", "--json", "--class", "ddl", "--socket"])
+        .arg(&agent.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dbward tail");
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, out) = psql(
+        cluster.port,
+        "claude-code",
+        "SELECT 'not ddl'; CREATE TABLE tail_marker(x int)",
+    );
+    assert!(ok, "{out}");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(tail.stdout.take().expect("tail stdout")),
+        &mut line,
+    )
+    .expect("read tail");
+    let _ = tail.kill();
+    let tailed: Value = serde_json::from_str(&line).expect("tail line is JSON");
+    assert!(
+        tailed["sql"]
+            .as_str()
+            .is_some_and(|s| s.contains("tail_marker")),
+        "{tailed:#}"
+    );
+    assert_eq!(tailed["class"], "ddl");
+
     // The audit trail holds the same story and verifies.
     let mut agent = agent;
     let audit_dir = agent.audit_dir();

@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod audit;
 pub mod policy;
 pub mod run;
+pub mod status;
 pub mod tail;
 
 /// dbward: a human in the loop of risky automated database actions.
@@ -29,6 +30,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Follow the running agent's live event stream.
     Tail(tail::TailArgs),
+    /// Show what the running agent is attached to and doing.
+    Status(status::StatusArgs),
     /// Check, test and explain policy files.
     Policy(policy::PolicyArgs),
     /// Verify the local audit log.
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Tail(args) => tail::run(args),
+        Command::Status(args) => status::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Approvals(args) => approvals::run(args),

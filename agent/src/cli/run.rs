@@ -19,6 +19,7 @@ use crate::approval::remote::RemoteApprovals;
 use crate::audit::{AuditEvent, AuditLog, AuditOptions};
 use crate::capture::{Capture, CaptureMessage, Targets};
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
+use crate::control::status::{SharedStatus, StatusView};
 use crate::event::{Event, EventType, format_ts};
 use crate::pipeline;
 use crate::policy::store::PolicyStore;
@@ -156,7 +157,14 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let status: SharedStatus = Arc::new(std::sync::Mutex::new(StatusView {
+        version: env!("CARGO_PKG_VERSION").into(),
+        started: format_ts(std::time::SystemTime::now()),
+        ..StatusView::default()
+    }));
     let approvals = Arc::new(LocalApprovals::new(Arc::new(OsGroups)));
+    let mut shim_sink = None;
+    let mut stream_metrics = None;
     let (shim_tx, mut shim_rx) = mpsc::channel::<ShimEvent>(65536);
     let mut tasks = Vec::new();
     if let Some(shim_config) = config.shim.clone() {
@@ -176,6 +184,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         .bind()
         .await
         .context("cannot start the shim")?;
+        shim_sink = Some(shim.events());
         for addr in shim.tcp_addrs() {
             capture.watch_port(addr.port())?;
             info!(%addr, "shim listening");
@@ -194,6 +203,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             },
             audit.subscribe_synced(),
         )?;
+        stream_metrics = Some(streamer.metrics());
         let stop = shutdown();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = streamer.run(stop).await {
@@ -244,8 +254,10 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         crate::control::ControlState {
             events: live.clone(),
             approvals: Some(approvals.clone()),
+            status: status.clone(),
         },
     ));
+    let mut refresh = tokio::time::interval(std::time::Duration::from_secs(1));
     info!(socket = %socket.display(), host, policy = %config.policy.dir.display(), audit = %config.audit.dir.display(), "dbward agent running");
 
     let mut publisher = Publisher {
@@ -276,6 +288,15 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     }),
                     CaptureMessage::Cluster(pm) => {
                         correlator.add_postmaster(pm.pid, pm.port, pm.socket.as_ref().map(|p| p.display().to_string()));
+                        if let Ok(mut s) = status.lock() {
+                            let binary = pm.exe.display().to_string();
+                            if !s.attached_binaries.contains(&binary) {
+                                s.attached_binaries.push(binary);
+                            }
+                            let port = pm.port.map_or_else(|| "?".to_owned(), |p| p.to_string());
+                            let dir = pm.data_dir.as_ref().map_or_else(String::new, |d| d.display().to_string());
+                            s.clusters.insert(pm.pid, format!("port {port} {dir}"));
+                        }
                         Some(cluster_event(&host, &pm))
                     }
                     CaptureMessage::Existing(backend) => correlator.add_existing(&backend, now_ktime()),
@@ -295,6 +316,19 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             Some(event) = shim_rx.recv() => publisher.publish(pipeline::from_shim(event, &host)),
             Some(event) = reload_rx.recv() => publisher.publish(event),
+            _ = refresh.tick() => {
+                if let Ok(mut s) = status.lock() {
+                    s.live_sessions = correlator.session_count();
+                    s.held_statements = approvals.list().len();
+                    s.kernel_drops = drops_total.clone();
+                    s.shim_events_dropped = shim_sink.as_ref().map_or(0, |sink| sink.dropped());
+                    s.policy_sha256 = policy.current().content_hash().to_owned();
+                    s.events = publisher.published;
+                    s.stream = stream_metrics
+                        .as_ref()
+                        .and_then(|m| serde_json::to_value(m.snapshot()).ok());
+                }
+            }
             _ = sigterm.recv() => break Ok(()),
             _ = sigint.recv() => break Ok(()),
         }

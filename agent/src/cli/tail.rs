@@ -26,9 +26,26 @@ pub struct TailArgs {
     /// Only events of this database role.
     #[arg(long)]
     pub user: Option<String>,
-    /// Only events of this type (session_start, statement, session_end, …).
+    /// Only events of this type (session_start, statement, session_end, hold, …).
     #[arg(long = "type")]
     pub kind: Option<String>,
+    /// Only events of this policy principal.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only statements of this class (read, write, delete, ddl, privilege, export, admin, …).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Only events with this outcome (allow, audit, deny, require_approval, approved, …).
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Only events at or after this time (RFC 3339, e.g. 2026-11-24T12:00:00Z).
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<time::OffsetDateTime>,
+}
+
+fn parse_since(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time (e.g. 2026-11-24T12:00:00Z): {e}"))
 }
 
 impl TailArgs {
@@ -41,7 +58,17 @@ impl TailArgs {
             .kind
             .and_then(|k| serde_json::to_value(k).ok())
             .and_then(|v| v.as_str().map(str::to_owned));
-        eq(&self.db, &event.database) && eq(&self.user, &event.db_user) && eq(&self.kind, &kind)
+        let recent = self.since.is_none_or(|since| {
+            time::OffsetDateTime::parse(&event.ts, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|ts| ts >= since)
+        });
+        eq(&self.db, &event.database)
+            && eq(&self.user, &event.db_user)
+            && eq(&self.kind, &kind)
+            && eq(&self.principal, &event.principal)
+            && eq(&self.class, &event.class)
+            && eq(&self.outcome, &event.outcome)
+            && recent
     }
 }
 
@@ -74,6 +101,61 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        tail: TailArgs,
+    }
+
+    fn args(extra: &[&str]) -> TailArgs {
+        Wrap::parse_from(std::iter::once("tail").chain(extra.iter().copied())).tail
+    }
+
+    fn event(ts: &str, class: &str, outcome: &str, principal: &str) -> Event {
+        Event {
+            kind: Some(EventType::Statement),
+            ts: ts.into(),
+            class: Some(class.into()),
+            outcome: Some(outcome.into()),
+            principal: Some(principal.into()),
+            database: Some("shop".into()),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn filters_combine() {
+        let e = event(
+            "2026-11-24T12:00:00Z",
+            "export",
+            "require_approval",
+            "ai-reporting",
+        );
+        assert!(args(&[]).keeps(&e));
+        assert!(
+            args(&[
+                "--class",
+                "export",
+                "--principal",
+                "ai-reporting",
+                "--db",
+                "shop"
+            ])
+            .keeps(&e)
+        );
+        assert!(!args(&["--class", "read"]).keeps(&e));
+        assert!(!args(&["--outcome", "deny"]).keeps(&e));
+        assert!(args(&["--type", "statement", "--since", "2026-11-24T11:59:59Z"]).keeps(&e));
+        assert!(!args(&["--since", "2026-11-24T12:00:01Z"]).keeps(&e));
+        assert!(!args(&["--type", "hold"]).keeps(&e));
+    }
 }
 
 /// One aligned line for terminals.

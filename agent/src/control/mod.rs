@@ -2,6 +2,7 @@
 //! to the running agent here. Requests are one JSON line; replies are JSON lines.
 
 pub mod approvals;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub use approvals::{ApprovalReply, PendingView};
 pub enum Request {
     /// Follow the live event stream.
     Tail,
+    /// The agent's live state (`dbward status`).
+    Status,
     /// List the pending local approval requests.
     ApprovalsList,
     /// Approve a pending local request as the calling OS user.
@@ -81,6 +84,8 @@ pub struct ControlState {
     /// Held statements waiting for a local decision (`approvals`), when the agent files
     /// requests on the host.
     pub approvals: Option<Arc<crate::approval::local::LocalApprovals>>,
+    /// The agent's live state (`status`).
+    pub status: status::SharedStatus,
 }
 
 /// Serves CLI connections until the task is dropped.
@@ -90,8 +95,9 @@ pub async fn serve(listener: UnixListener, state: ControlState) {
             Ok((stream, _)) => {
                 let rx = state.events.subscribe();
                 let approvals = state.approvals.clone();
+                let status = state.status.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle(stream, rx, approvals).await {
+                    if let Err(e) = handle(stream, rx, approvals, status).await {
                         debug!(error = %e, "control connection ended");
                     }
                 });
@@ -108,6 +114,7 @@ async fn handle(
     stream: UnixStream,
     mut rx: broadcast::Receiver<Arc<Event>>,
     local: Option<Arc<crate::approval::local::LocalApprovals>>,
+    status: status::SharedStatus,
 ) -> std::io::Result<()> {
     let caller_uid = stream.peer_cred().ok().map(|c| c.uid());
     let (read, mut write) = stream.into_split();
@@ -126,6 +133,11 @@ async fn handle(
         }
     };
     let op = match request {
+        Request::Status => {
+            let view = status.lock().map(|s| s.clone()).unwrap_or_default();
+            write.write_all(json_line(&view).as_bytes()).await?;
+            return Ok(());
+        }
         Request::ApprovalsList => approvals::Op::List,
         Request::ApprovalsApprove { id, comment } => approvals::Op::Approve { id, comment },
         Request::ApprovalsDeny { id, comment } => approvals::Op::Deny { id, comment },
