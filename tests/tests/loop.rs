@@ -139,6 +139,7 @@ fn policy_decides_through_the_shim_and_unmediated_sessions_are_judged_and_audite
     )
     .expect("read tail");
     let _ = tail.kill();
+    let _ = tail.wait();
     let tailed: Value = serde_json::from_str(&line).expect("tail line is JSON");
     assert!(
         tailed["sql"]
