@@ -103,6 +103,49 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// One aligned line for terminals.
+fn pretty(e: &Event) -> String {
+    let kind = match e.kind {
+        Some(EventType::SessionStart) => "START",
+        Some(EventType::Statement) => "STMT",
+        Some(EventType::SessionEnd) => "END",
+        Some(EventType::KernelDrops) => "DROPS",
+        Some(EventType::ClusterAttached) => "CLUSTER",
+        Some(EventType::Hold) => "HOLD",
+        Some(EventType::Decision) => "DECIDED",
+        Some(EventType::PolicyReload) => "POLICY",
+        None => "?",
+    };
+    let who = format!(
+        "{}@{}",
+        e.db_user.as_deref().unwrap_or("-"),
+        e.database.as_deref().unwrap_or("-")
+    );
+    let client = e.client.as_ref().map_or_else(String::new, |c| {
+        let proc_ = c
+            .comm
+            .as_deref()
+            .map(|comm| format!(" {comm}[{}]", c.pid.unwrap_or(0)))
+            .unwrap_or_default();
+        match (&c.addr, c.port) {
+            (Some(a), Some(p)) => format!("{a}:{p}{proc_}"),
+            _ => format!("{}{proc_}", c.transport),
+        }
+    });
+    let detail = e
+        .sql
+        .as_deref()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .or_else(|| e.duration_ms.map(|d| format!("after {d:.1} ms")))
+        .or_else(|| e.drops.as_ref().map(|d| format!("{d:?}")))
+        .unwrap_or_default();
+    let ts = e.ts.get(11..23).unwrap_or(&e.ts);
+    format!(
+        "{ts} {kind:<7} {:>7} {who:<24} {client:<28} {detail}",
+        e.backend_pid.map(|p| p.to_string()).unwrap_or_default()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,47 +199,4 @@ mod tests {
         assert!(!args(&["--since", "2026-11-24T12:00:01Z"]).keeps(&e));
         assert!(!args(&["--type", "hold"]).keeps(&e));
     }
-}
-
-/// One aligned line for terminals.
-fn pretty(e: &Event) -> String {
-    let kind = match e.kind {
-        Some(EventType::SessionStart) => "START",
-        Some(EventType::Statement) => "STMT",
-        Some(EventType::SessionEnd) => "END",
-        Some(EventType::KernelDrops) => "DROPS",
-        Some(EventType::ClusterAttached) => "CLUSTER",
-        Some(EventType::Hold) => "HOLD",
-        Some(EventType::Decision) => "DECIDED",
-        Some(EventType::PolicyReload) => "POLICY",
-        None => "?",
-    };
-    let who = format!(
-        "{}@{}",
-        e.db_user.as_deref().unwrap_or("-"),
-        e.database.as_deref().unwrap_or("-")
-    );
-    let client = e.client.as_ref().map_or_else(String::new, |c| {
-        let proc_ = c
-            .comm
-            .as_deref()
-            .map(|comm| format!(" {comm}[{}]", c.pid.unwrap_or(0)))
-            .unwrap_or_default();
-        match (&c.addr, c.port) {
-            (Some(a), Some(p)) => format!("{a}:{p}{proc_}"),
-            _ => format!("{}{proc_}", c.transport),
-        }
-    });
-    let detail = e
-        .sql
-        .as_deref()
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        .or_else(|| e.duration_ms.map(|d| format!("after {d:.1} ms")))
-        .or_else(|| e.drops.as_ref().map(|d| format!("{d:?}")))
-        .unwrap_or_default();
-    let ts = e.ts.get(11..23).unwrap_or(&e.ts);
-    format!(
-        "{ts} {kind:<7} {:>7} {who:<24} {client:<28} {detail}",
-        e.backend_pid.map(|p| p.to_string()).unwrap_or_default()
-    )
 }
