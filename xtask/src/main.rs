@@ -1,7 +1,8 @@
-//! `cargo xtask setup|build|test|bench|demo`: everything a fresh machine needs, and the
+//! `cargo xtask setup|build|test|bench|demo|deb`: everything a fresh machine needs, and the
 //! project's gates, in one place.
 
 mod bench;
+mod deb;
 mod demo;
 mod setup;
 
@@ -35,6 +36,9 @@ enum Task {
         #[arg(long)]
         interactive: bool,
     },
+    /// Debian packages `dbward` and `dbward-approver` (systemd units, default configuration)
+    /// in target/debian.
+    Deb,
     /// Benchmarks, each printing its ratio against a baseline measured in the same run.
     Bench {
         /// Which benchmark.
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::Demo { interactive } => demo::run(interactive),
         Task::Bench { which } => bench::run(which),
+        Task::Deb => deb::run_all(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
