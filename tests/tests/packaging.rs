@@ -3,8 +3,8 @@
 //! across an upgrade and a removal, and purge cleanly, without starting any service.
 //!
 //! The packages come from `$DBWARD_DEB_DIR` (set by `cargo xtask test`, which builds them
-//! with `cargo xtask deb`), else from `target/debian` when both are there and newer than the
-//! files they package.
+//! first with `cargo xtask deb`), else from `target/debian` as the last `cargo xtask deb`
+//! left them (the newest of each).
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -191,17 +191,58 @@ fn next_release(deb: &Path, dir: &Path, conffile_change: Option<&str>) -> PathBu
     out
 }
 
-/// Leaves the machine as it was: purges the packages, and removes what the test made.
+/// The agent's state directory, and the audit log in it (created by the postinst).
+const STATE_DIR: &str = "/var/lib/dbward";
+const AUDIT_DIR: &str = "/var/lib/dbward/audit";
+
+/// Owner, group and mode of a path, to put back what the package's postinst changed.
+type Ownership = (u32, u32, u32);
+
+fn ownership(path: &str) -> Option<Ownership> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.uid(), m.gid(), m.mode() & 0o7777))
+}
+
+/// Leaves the machine as it was: purges the packages, and removes or restores what the
+/// packages' scripts made or changed (the user, `/var/lib/dbward` and its `audit`).
 struct Cleanup {
     user_existed: bool,
-    state_existed: bool,
+    state: Option<Ownership>,
+    audit: Option<Ownership>,
+}
+
+impl Cleanup {
+    fn record() -> Self {
+        Self {
+            user_existed: output(Command::new("getent").args(["passwd", "dbward"]))
+                .status
+                .success(),
+            state: ownership(STATE_DIR),
+            audit: ownership(AUDIT_DIR),
+        }
+    }
+}
+
+fn restore(path: &str, (uid, gid, mode): Ownership) {
+    let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
+    let _ = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode));
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = output(Command::new("dpkg").args(["-P", "dbward", "dbward-approver"]));
-        if !self.state_existed {
-            let _ = std::fs::remove_dir_all("/var/lib/dbward");
+        match self.audit {
+            Some(before) => restore(AUDIT_DIR, before),
+            None => {
+                let _ = std::fs::remove_dir(AUDIT_DIR);
+            }
+        }
+        match self.state {
+            Some(before) => restore(STATE_DIR, before),
+            None => {
+                let _ = std::fs::remove_dir(STATE_DIR);
+            }
         }
         if !self.user_existed {
             let _ = output(Command::new("userdel").arg("dbward"));
@@ -239,12 +280,7 @@ fn packages_install_upgrade_keep_modified_config_and_purge() {
         !Path::new("/run/systemd/system").exists() || Path::new("/usr/sbin/policy-rc.d").exists(),
         "systemd runs here and no /usr/sbin/policy-rc.d forbids starting services: the test would start dbward"
     );
-    let _cleanup = Cleanup {
-        user_existed: output(Command::new("getent").args(["passwd", "dbward"]))
-            .status
-            .success(),
-        state_existed: Path::new("/var/lib/dbward").exists(),
-    };
+    let _cleanup = Cleanup::record();
     let dir = tempfile::tempdir().expect("temp dir");
 
     // Fresh install: binaries, units, configuration, user and state directory; no service runs.
@@ -255,7 +291,7 @@ fn packages_install_upgrade_keep_modified_config_and_purge() {
     assert_eq!(installed("dbward").as_deref(), Some("ii"));
     assert_eq!(installed("dbward-approver").as_deref(), Some("ii"));
     for unit in ["dbward.service", "dbward-approver.service"] {
-        let path = format!("/lib/systemd/system/{unit}");
+        let path = format!("/usr/lib/systemd/system/{unit}");
         let out = output(Command::new("systemd-analyze").args(["verify", &path]));
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -275,7 +311,7 @@ fn packages_install_upgrade_keep_modified_config_and_purge() {
     }
     let conf = std::fs::metadata("/etc/dbward/agent.toml").expect("agent.toml installed");
     assert_eq!(conf.mode() & 0o777, 0o640, "agent.toml may hold tokens");
-    let state = std::fs::metadata("/var/lib/dbward/audit").expect("audit directory created");
+    let state = std::fs::metadata(AUDIT_DIR).expect("audit directory created");
     let dbward_uid: u32 = ok(Command::new("id").args(["-u", "dbward"]))
         .trim()
         .parse()
