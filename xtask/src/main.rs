@@ -28,7 +28,8 @@ enum Task {
     Setup,
     /// Build the kernel programs and the `dbward` binary (release).
     Build,
-    /// The whole test suite: formatting, clippy, unit and end-to-end tests (as root).
+    /// The whole test suite: formatting, clippy, the Debian packages, unit and end-to-end
+    /// tests (as root).
     Test,
     /// The seed scenario end to end on a throwaway cluster (as root).
     Demo {
@@ -121,7 +122,11 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["build", "--workspace", "--exclude", "agent-ebpf", "--bins"]))?;
+    // The packaging tests install these (release builds: ~30 s when cached, the approver's
+    // first release build takes minutes).
+    deb::run_all()?;
     run(cargo()
         .args(["test", "--workspace", "--exclude", "agent-ebpf"])
-        .env("DBWARD_BIN", root().join("target/debug/dbward")))
+        .env("DBWARD_BIN", root().join("target/debug/dbward"))
+        .env("DBWARD_DEB_DIR", deb::output_dir()))
 }
