@@ -1,17 +1,21 @@
 //! Installing dbward on a DB host: the systemd units pass `systemd-analyze verify` and keep
-//! a low exposure score, and the `.deb` packages install, keep a modified configuration
+//! a low exposure score, the agent works as an unprivileged user with only the unit's
+//! capabilities, and the `.deb` packages install, keep a modified configuration
 //! across an upgrade and a removal, and purge cleanly, without starting any service.
 //!
 //! The packages come from `$DBWARD_DEB_DIR` (set by `cargo xtask test`, which builds them
 //! first with `cargo xtask deb`), else from `target/debian` as the last `cargo xtask deb`
 //! left them (the newest of each).
 
+use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use dbward_e2e::agent::dbward_bin;
-use dbward_e2e::require_root;
+use dbward_e2e::agent::{dbward_bin, shipped_policies};
+use dbward_e2e::pg::Cluster;
+use dbward_e2e::{require_root, wait_for};
 
 /// The agent unit's exposure must stay in systemd's "OK" band with margin; it is 4.0 with
 /// CAP_SYS_ADMIN (which the uprobes need), so anything that widens the sandbox fails this.
@@ -397,5 +401,91 @@ fn packages_install_upgrade_keep_modified_config_and_purge() {
     assert!(
         Path::new("/var/lib/dbward/audit").is_dir(),
         "purge deleted the audit log"
+    );
+}
+
+/// `CAP_BPF CAP_PERFMON …` of the agent unit's `AmbientCapabilities=`, as setpriv names them.
+fn unit_capabilities() -> Vec<String> {
+    let unit = std::fs::read_to_string(workspace().join("packaging/dbward.service"))
+        .expect("packaging/dbward.service");
+    unit.lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .expect("the agent unit sets AmbientCapabilities=")
+        .split_whitespace()
+        .map(|cap| cap.trim_start_matches("CAP_").to_ascii_lowercase())
+        .collect()
+}
+
+#[test]
+fn agent_captures_statements_with_only_the_units_capabilities() {
+    require_root();
+    let caps: Vec<String> = unit_capabilities()
+        .iter()
+        .map(|c| format!("+{c}"))
+        .collect();
+    let caps = caps.join(",");
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nobody = 65534;
+    std::os::unix::fs::chown(dir.path(), Some(nobody), Some(nobody)).expect("chown temp dir");
+    let stderr = std::fs::File::create(dir.path().join("agent.log")).expect("agent log");
+    let mut agent = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(format!("--inh-caps=-all,{caps}"))
+        .arg(format!("--ambient-caps=-all,{caps}"))
+        .arg(format!("--bounding-set=-all,{caps}"))
+        .arg("--")
+        .arg(dbward_bin())
+        .args(["run", "--pid", &cluster.pid.to_string(), "--policy"])
+        .arg(shipped_policies())
+        .arg("--audit-dir")
+        .arg(dir.path().join("audit"))
+        .arg("--socket")
+        .arg(dir.path().join("agent.sock"))
+        .arg("--stdout")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start dbward under setpriv");
+    let stdout = agent.stdout.take().expect("agent stdout");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().expect("lines lock").push(line);
+            }
+        })
+    };
+    let seen = |needle: &str| {
+        lines
+            .lock()
+            .expect("lines lock")
+            .iter()
+            .any(|l| l.contains(needle))
+    };
+    let attached = wait_for(Duration::from_secs(30), || {
+        seen("cluster_attached").then_some(())
+    });
+    let marker = "SELECT 'unit capabilities suffice'";
+    if attached.is_some() {
+        cluster.psql(&cluster.tcp_url("postgres", "postgres"), &["-c", marker]);
+    }
+    let captured = attached.and_then(|()| {
+        wait_for(Duration::from_secs(20), || {
+            seen("unit capabilities suffice").then_some(())
+        })
+    });
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = agent.wait();
+    let _ = reader.join();
+    let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
+    assert!(
+        captured.is_some(),
+        "as user nobody with only {caps}, the agent did not capture `{marker}` (attached: {}):\n{log}",
+        attached.is_some()
     );
 }
