@@ -1,7 +1,8 @@
-//! `cargo xtask setup|build|test|bench|demo`: everything a fresh machine needs, and the
+//! `cargo xtask setup|build|test|bench|demo|deb`: everything a fresh machine needs, and the
 //! project's gates, in one place.
 
 mod bench;
+mod deb;
 mod demo;
 mod setup;
 
@@ -27,7 +28,8 @@ enum Task {
     Setup,
     /// Build the kernel programs and the `dbward` binary (release).
     Build,
-    /// The whole test suite: formatting, clippy, unit and end-to-end tests (as root).
+    /// The whole test suite: formatting, clippy, the Debian packages, unit and end-to-end
+    /// tests (as root).
     Test,
     /// The seed scenario end to end on a throwaway cluster (as root).
     Demo {
@@ -35,6 +37,9 @@ enum Task {
         #[arg(long)]
         interactive: bool,
     },
+    /// Debian packages `dbward` and `dbward-approver` (systemd units, default configuration)
+    /// in target/debian.
+    Deb,
     /// Benchmarks, each printing its ratio against a baseline measured in the same run.
     Bench {
         /// Which benchmark.
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::Demo { interactive } => demo::run(interactive),
         Task::Bench { which } => bench::run(which),
+        Task::Deb => deb::run_all(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,7 +122,11 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["build", "--workspace", "--exclude", "agent-ebpf", "--bins"]))?;
+    // The packaging tests install these (release builds: ~30 s when cached, the approver's
+    // first release build takes minutes).
+    deb::run_all()?;
     run(cargo()
         .args(["test", "--workspace", "--exclude", "agent-ebpf"])
-        .env("DBWARD_BIN", root().join("target/debug/dbward")))
+        .env("DBWARD_BIN", root().join("target/debug/dbward"))
+        .env("DBWARD_DEB_DIR", deb::output_dir()))
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod approvals;
 pub mod audit;
+pub mod config;
 pub mod policy;
 pub mod run;
 pub mod status;
@@ -36,6 +37,8 @@ pub enum Command {
     Policy(policy::PolicyArgs),
     /// Verify the local audit log.
     Audit(audit::AuditArgs),
+    /// Validate the agent's configuration file (agent.toml).
+    Config(config::ConfigArgs),
     /// Act on approval requests of a dbward-approver server (people, CI/CD).
     Approvals(approvals::ApprovalsArgs),
 }
@@ -65,5 +68,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(args) => policy::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Approvals(args) => approvals::run(args),
+        Command::Config(args) => config::run(args),
     }
 }
