@@ -14,28 +14,44 @@ const CARGO_DEB_VERSION: &str = "3.8.0";
 /// The crates packaged, each giving one `.deb`.
 const PACKAGES: &[&str] = &["dbward-agent", "dbward-approver"];
 
-/// Where the packages are written.
+/// Where the release packages are written.
 pub fn output_dir() -> PathBuf {
     root().join("target/debian")
 }
 
-/// Builds both packages (release builds; the agent's embeds the kernel programs) and prints
-/// their paths.
+/// Where the test suite's packages (dev profile) are written.
+pub fn test_output_dir() -> PathBuf {
+    root().join("target/debian-test")
+}
+
+/// Builds both release packages (the agent's embeds the kernel programs) and prints their
+/// paths.
 pub fn run_all() -> anyhow::Result<()> {
+    build("release", &output_dir())
+}
+
+/// Builds both packages from the dev-profile binaries the test suite builds anyway: the
+/// packaging tests exercise the package, not the optimiser, and a release build of both
+/// crates would add many minutes to every CI run.
+pub fn for_tests() -> anyhow::Result<()> {
+    build("dev", &test_output_dir())
+}
+
+fn build(profile: &str, out: &std::path::Path) -> anyhow::Result<()> {
     install_cargo_deb()?;
     for package in PACKAGES {
         run(cargo()
-            .args(["deb", "--locked", "-p", package, "--output"])
-            .arg(output_dir()))?;
+            .args(["deb", "--locked", "--profile", profile, "-p", package, "--output"])
+            .arg(out))?;
     }
-    let mut built: Vec<PathBuf> = std::fs::read_dir(output_dir())
-        .with_context(|| format!("reading {}", output_dir().display()))?
+    let mut built: Vec<PathBuf> = std::fs::read_dir(out)
+        .with_context(|| format!("reading {}", out.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "deb"))
         .collect();
     built.sort();
     if built.is_empty() {
-        bail!("cargo deb wrote no package to {}", output_dir().display());
+        bail!("cargo deb wrote no package to {}", out.display());
     }
     for path in built {
         eprintln!("xtask: built {}", path.display());
