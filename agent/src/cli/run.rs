@@ -17,8 +17,11 @@ use crate::approval::groups::OsGroups;
 use crate::approval::local::LocalApprovals;
 use crate::approval::remote::RemoteApprovals;
 use crate::audit::{AuditEvent, AuditLog, AuditOptions};
+use crate::capture::decode::KernelEvent;
 use crate::capture::{Capture, CaptureMessage, Targets};
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
+use crate::enforce::state::StateFile;
+use crate::enforce::{Enforcer, HeldBackend};
 use crate::event::{Event, EventType, format_ts};
 use crate::pipeline;
 use crate::policy::store::PolicyStore;
@@ -51,6 +54,14 @@ pub struct RunArgs {
     /// Also print every event as a JSON line on stdout.
     #[arg(long)]
     pub stdout: bool,
+    /// Stop risky statements of sessions that bypass the shim in the kernel (SIGSTOP before
+    /// parsing) when a policy rule says `unmediated: hold|terminate|block`; without it they
+    /// are only recorded.
+    #[arg(long)]
+    pub hold_unmediated: bool,
+    /// State file of backends stopped for a decision (resumed, fail closed, at start).
+    #[arg(long, default_value = "/var/lib/dbward/held.json")]
+    pub held_state: PathBuf,
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -145,6 +156,12 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     }))?;
 
     let mut capture = Capture::start(targets).context("cannot start the kernel capture")?;
+    let mut hold_flags = capture
+        .take_hold_flags()
+        .context("cannot open the kernel hold maps")?;
+    hold_flags
+        .set_keywords(crate::enforce::hold::KEYWORDS.iter().copied())
+        .context("cannot configure the kernel hold keywords")?;
     let listener = crate::control::bind(&socket)
         .with_context(|| format!("cannot listen on the control socket {}", socket.display()))?;
 
@@ -159,18 +176,30 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let approvals = Arc::new(LocalApprovals::new(Arc::new(OsGroups)));
     let (shim_tx, mut shim_rx) = mpsc::channel::<ShimEvent>(65536);
     let mut tasks = Vec::new();
+    let channel: Arc<dyn ApprovalChannel> = match &config.approver {
+        Some(remote) => Arc::new(
+            RemoteApprovals::new(remote, EventSink::new(shim_tx.clone()))
+                .context("cannot use the [approver] settings")?,
+        ),
+        None => approvals.clone(),
+    };
+    let (enforce_tx, mut enforce_rx) = mpsc::channel::<Event>(4096);
+    let enforcer = Enforcer::new(
+        channel.clone(),
+        enforce_tx,
+        StateFile::new(&args.held_state),
+        host.clone(),
+    );
+    match enforcer.recover() {
+        Ok(0) => {}
+        Ok(n) => warn!(backends = n, "ended backends a previous agent left held"),
+        Err(e) => error!(error = %e, "cannot recover held backends"),
+    }
     if let Some(shim_config) = config.shim.clone() {
-        let channel: Arc<dyn ApprovalChannel> = match &config.approver {
-            Some(remote) => Arc::new(
-                RemoteApprovals::new(remote, EventSink::new(shim_tx.clone()))
-                    .context("cannot use the [approver] settings")?,
-            ),
-            None => approvals.clone(),
-        };
         let shim = Shim::new(
             shim_config,
             Arc::new(PolicyGate::new(policy.clone())),
-            channel,
+            channel.clone(),
             shim_tx.clone(),
         )?
         .bind()
@@ -266,6 +295,22 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     break Err(anyhow::anyhow!("the kernel capture stopped"));
                 };
                 let event = match message {
+                    CaptureMessage::Kernel(held @ KernelEvent::Held { origin, buf_addr, full_len, .. }) => {
+                        let backend = HeldBackend { pid: origin.pid, buf_addr, len: full_len as usize };
+                        match correlator.handle(held) {
+                            Some(e) => {
+                                let facts = pipeline::facts_of(&e);
+                                let sql = e.sql.clone().unwrap_or_default();
+                                let decision = policy.current().evaluate(&facts, &sql, std::time::SystemTime::now());
+                                enforcer.on_held(backend, e, decision);
+                            }
+                            None => {
+                                warn!(pid = backend.pid, "held backend without an event: resuming it");
+                                let _ = crate::enforce::neutralise::resume(backend.pid);
+                            }
+                        }
+                        None
+                    }
                     CaptureMessage::Kernel(k) => correlator.handle(k).map(|mut e| {
                         if e.kind == Some(EventType::Statement) {
                             pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid);
@@ -290,15 +335,29 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 if let Some(event) = event {
+                    if event.kind == Some(EventType::SessionStart)
+                        && let Some(pid) = event.backend_pid
+                        && event.client.as_ref().and_then(|c| c.pid) != Some(agent_pid)
+                        && args.hold_unmediated
+                        && policy.current().stops_unmediated()
+                        && let Err(e) = hold_flags.flag(pid)
+                    {
+                        warn!(pid, error = %e, "cannot flag backend for holds");
+                    }
                     publisher.publish(event);
                 }
             }
             Some(event) = shim_rx.recv() => publisher.publish(pipeline::from_shim(event, &host)),
             Some(event) = reload_rx.recv() => publisher.publish(event),
+            Some(event) = enforce_rx.recv() => publisher.publish(event),
             _ = sigterm.recv() => break Ok(()),
             _ = sigint.recv() => break Ok(()),
         }
     };
+    enforcer.shutdown();
+    while let Ok(event) = enforce_rx.try_recv() {
+        publisher.publish(event);
+    }
     let _ = shutdown_tx.send(true);
     capture_task.abort();
     control_task.abort();
