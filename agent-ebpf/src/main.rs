@@ -28,7 +28,7 @@ use aya_ebpf::{
         generated::{bpf_get_current_cgroup_id, bpf_send_signal},
     },
     macros::{map, tracepoint, uprobe, uretprobe},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 
@@ -70,6 +70,12 @@ static HELD_SCRATCH: PerCpuArray<HeldEvent> = PerCpuArray::with_max_entries(1, 0
 /// Backends whose risky statements are stopped for a decision (set by the agent).
 #[map]
 static HOLD_SESSIONS: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
+
+/// Slot 0 non-zero: flag every backend of a watched cluster in `HOLD_SESSIONS` once its
+/// session is ready, before its first statement (set by the agent, which unflags its own
+/// shim sessions).
+#[map]
+static HOLD_ALL: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Upper-case first keywords that stop a flagged backend, NUL-padded (set by the agent).
 #[map]
@@ -446,6 +452,9 @@ fn try_init_postgres(ctx: &ProbeContext) -> Result<(), i64> {
 pub fn init_postgres_ret(_ctx: RetProbeContext) -> u32 {
     if !in_watched_backend() {
         return 0;
+    }
+    if HOLD_ALL.get(0).is_some_and(|on| *on != 0) {
+        let _ = HOLD_SESSIONS.insert(&current_tgid(), &1, BPF_ANY as u64);
     }
     emit(EventKind::Ready, &header(EventKind::Ready));
     0

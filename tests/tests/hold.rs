@@ -29,6 +29,14 @@ rules:
         approvers: [root]
         timeout: 120s
     unmediated: hold
+  - name: bot-privilege-ends-the-session
+    match:
+      kind: ai_agent
+      class: privilege
+    outcome:
+      deny:
+        message: no grants from bots
+    unmediated: terminate
 "#;
 
 /// A policy directory with [`POLICY`].
@@ -50,8 +58,14 @@ fn start_agent(cluster: &Cluster, policy: &Path, state: &Path) -> Agent {
 
 /// `psql` as the OS user `postgres` (not root: root approves), straight to the server.
 fn spawn_psql(cluster: &Cluster, sql: &str) -> Child {
-    Command::new("runuser")
-        .args(["-u", "postgres", "--", &format!("{PG_BIN}/psql")])
+    use std::os::unix::process::CommandExt as _;
+    let user = nix::unistd::User::from_name("postgres")
+        .expect("look up the postgres user")
+        .expect("the postgres OS user exists");
+    Command::new(format!("{PG_BIN}/psql"))
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .current_dir("/")
         .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
         .arg(format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres application_name=hold-bot",
@@ -256,4 +270,69 @@ fn unflagged_statements_are_never_stopped() {
         !events.iter().any(|e| is_hold(e, "read_marker")),
         "a SELECT was held"
     );
+}
+
+#[test]
+fn a_held_backend_whose_client_disconnects_is_ended_without_running() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_gone(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let mut client = spawn_psql(&cluster, "DROP TABLE held_gone");
+    let hold = hold_event(&agent, "held_gone");
+    let pid = stopped_backend(&hold);
+    let id = hold["request_id"].as_str().expect("request_id");
+    client.kill().expect("kill psql");
+    let _ = client.wait();
+
+    let events = agent.wait_events("the cancelled hold", WAIT, |events| {
+        events
+            .iter()
+            .any(|e| e["type"] == "decision" && e["request_id"] == id)
+    });
+    let decision = events
+        .iter()
+        .find(|e| e["type"] == "decision" && e["request_id"] == id)
+        .unwrap();
+    assert_eq!(decision["outcome"], "cancelled", "{decision}");
+    assert!(
+        wait_for(WAIT, || proc_state(pid).is_none().then_some(())).is_some(),
+        "backend {pid} still exists"
+    );
+    assert!(
+        table_exists(&cluster, "held_gone"),
+        "DROP ran after the client left"
+    );
+}
+
+#[test]
+fn a_terminate_rule_ends_the_session_before_the_statement_runs() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_grant(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let client = spawn_psql(&cluster, "GRANT SELECT ON held_grant TO PUBLIC");
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "terminated GRANT succeeded: {out}");
+    assert!(
+        out.contains("terminating connection due to administrator command"),
+        "{out}"
+    );
+    let acl = cluster.admin("SELECT relacl IS NULL FROM pg_class WHERE relname = 'held_grant'");
+    assert_eq!(acl.trim(), "t", "the GRANT ran");
+    let events = agent.wait_events("the termination", WAIT, |events| {
+        events
+            .iter()
+            .any(|e| e["type"] == "decision" && e["action"] == "terminated")
+    });
+    let decision = events
+        .iter()
+        .find(|e| e["type"] == "decision" && e["action"] == "terminated")
+        .unwrap();
+    assert_eq!(decision["outcome"], "deny");
+    assert_eq!(decision["rule"], "bot-privilege-ends-the-session");
 }

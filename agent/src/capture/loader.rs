@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use agent_common::{DROP_SLOTS, EventKind, KEYWORD_LEN, UNIX_PATH_LEN};
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{TracePoint, UProbe, uprobe::UProbeScope};
 use aya::{Ebpf, include_bytes_aligned};
 use tracing::{debug, info, warn};
@@ -211,7 +211,12 @@ impl Loader {
         };
         let sessions = take("HOLD_SESSIONS")?;
         let keywords = take("HOLD_KEYWORDS")?;
+        let all = take("HOLD_ALL")?;
         Ok(HoldFlags {
+            all: Array::try_from(all).map_err(|source| LoadError::Map {
+                name: "HOLD_ALL",
+                source,
+            })?,
             sessions: HashMap::try_from(sessions).map_err(|source| LoadError::Map {
                 name: "HOLD_SESSIONS",
                 source,
@@ -261,6 +266,7 @@ impl Loader {
 /// The kernel's hold switches: which backends are flagged and which first keywords stop
 /// a flagged backend before its statement is parsed.
 pub struct HoldFlags {
+    all: Array<MapData, u32>,
     sessions: HashMap<MapData, u32, u8>,
     keywords: HashMap<MapData, [u8; KEYWORD_LEN], u8>,
 }
@@ -291,6 +297,22 @@ impl HoldFlags {
                 })?;
         }
         Ok(())
+    }
+
+    /// Whether the kernel flags every new session of a watched cluster as soon as it is
+    /// ready (no race with its first statement).
+    pub fn flag_new_sessions(&mut self, on: bool) -> Result<(), LoadError> {
+        self.all
+            .set(0, u32::from(on), 0)
+            .map_err(|source| LoadError::Map {
+                name: "HOLD_ALL",
+                source,
+            })
+    }
+
+    /// Clears a backend's flag (the shim's own sessions: the shim decides for them).
+    pub fn unflag(&mut self, pid: u32) {
+        let _ = self.sessions.remove(&pid);
     }
 
     /// Flags a backend: its risky statements are stopped for a decision.

@@ -162,6 +162,10 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     hold_flags
         .set_keywords(crate::enforce::hold::KEYWORDS.iter().copied())
         .context("cannot configure the kernel hold keywords")?;
+    let hold_unmediated = args.hold_unmediated && policy.current().stops_unmediated();
+    hold_flags
+        .flag_new_sessions(hold_unmediated)
+        .context("cannot configure the kernel hold switch")?;
     let listener = crate::control::bind(&socket)
         .with_context(|| format!("cannot listen on the control socket {}", socket.display()))?;
 
@@ -298,6 +302,10 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     CaptureMessage::Kernel(held @ KernelEvent::Held { origin, buf_addr, full_len, .. }) => {
                         let backend = HeldBackend { pid: origin.pid, buf_addr, len: full_len as usize };
                         match correlator.handle(held) {
+                            // The shim's own upstream session: the shim already decided.
+                            Some(e) if e.client.as_ref().and_then(|c| c.pid) == Some(agent_pid) => {
+                                let _ = crate::enforce::neutralise::resume(backend.pid);
+                            }
                             Some(e) => {
                                 let facts = pipeline::facts_of(&e);
                                 let sql = e.sql.clone().unwrap_or_default();
@@ -335,14 +343,17 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 if let Some(event) = event {
-                    if event.kind == Some(EventType::SessionStart)
+                    if hold_unmediated
+                        && event.kind == Some(EventType::SessionStart)
                         && let Some(pid) = event.backend_pid
-                        && event.client.as_ref().and_then(|c| c.pid) != Some(agent_pid)
-                        && args.hold_unmediated
-                        && policy.current().stops_unmediated()
-                        && let Err(e) = hold_flags.flag(pid)
                     {
-                        warn!(pid, error = %e, "cannot flag backend for holds");
+                        // New sessions are flagged by the kernel; sessions open before the
+                        // agent started are flagged here; the shim's own are unflagged.
+                        if event.client.as_ref().and_then(|c| c.pid) == Some(agent_pid) {
+                            hold_flags.unflag(pid);
+                        } else if let Err(e) = hold_flags.flag(pid) {
+                            warn!(pid, error = %e, "cannot flag backend for holds");
+                        }
                     }
                     publisher.publish(event);
                 }
