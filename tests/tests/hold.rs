@@ -47,10 +47,14 @@ fn policy_dir() -> tempfile::TempDir {
 }
 
 fn start_agent(cluster: &Cluster, policy: &Path, state: &Path) -> Agent {
+    start_agent_with_config(cluster, "", policy, state)
+}
+
+fn start_agent_with_config(cluster: &Cluster, config: &str, policy: &Path, state: &Path) -> Agent {
     let state = state.display().to_string();
     Agent::start_with_policy(
         Some(cluster.pid),
-        "",
+        config,
         policy,
         &["--hold-unmediated", "--held-state", &state],
     )
@@ -58,6 +62,11 @@ fn start_agent(cluster: &Cluster, policy: &Path, state: &Path) -> Agent {
 
 /// `psql` as the OS user `postgres` (not root: root approves), straight to the server.
 fn spawn_psql(cluster: &Cluster, sql: &str) -> Child {
+    spawn_psql_to(cluster.port, sql)
+}
+
+/// `psql` as the OS user `postgres` to `port` on 127.0.0.1.
+fn spawn_psql_to(port: u16, sql: &str) -> Child {
     use std::os::unix::process::CommandExt as _;
     let user = nix::unistd::User::from_name("postgres")
         .expect("look up the postgres user")
@@ -68,8 +77,7 @@ fn spawn_psql(cluster: &Cluster, sql: &str) -> Child {
         .current_dir("/")
         .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
         .arg(format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres application_name=hold-bot",
-            cluster.port
+            "host=127.0.0.1 port={port} user=postgres dbname=postgres application_name=hold-bot"
         ))
         .args(["-c", sql])
         .stdout(Stdio::piped())
@@ -335,4 +343,76 @@ fn a_terminate_rule_ends_the_session_before_the_statement_runs() {
         .unwrap();
     assert_eq!(decision["outcome"], "deny");
     assert_eq!(decision["rule"], "bot-privilege-ends-the-session");
+}
+
+#[test]
+fn statements_through_the_shim_are_decided_by_the_shim_not_stopped_in_the_kernel() {
+    let cluster = Cluster::start();
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let shim_port = dbward_e2e::free_port();
+    let config = format!(
+        "[shim]\nlisten_tcp = [\"127.0.0.1:{shim_port}\"]\nupstream = \"127.0.0.1:{}\"\n",
+        cluster.port
+    );
+    let agent = start_agent_with_config(
+        &cluster,
+        &config,
+        policy.path(),
+        &state.path().join("held.json"),
+    );
+
+    let client = spawn_psql_to(shim_port, "CREATE TABLE via_shim(x int)");
+    let hold = hold_event(&agent, "via_shim");
+    assert_eq!(hold["source"], "shim", "{hold}");
+    let id = hold["request_id"].as_str().expect("request_id");
+    approvals(&agent, "approve", id, &[]);
+    let (ok, out) = finish(client, WAIT);
+    assert!(ok, "approved CREATE through the shim failed: {out}");
+    assert!(table_exists(&cluster, "via_shim"));
+    assert!(
+        !agent
+            .events()
+            .iter()
+            .any(|e| e["type"] == "hold" && e["source"] == "kernel"),
+        "the shim's upstream session was held in the kernel"
+    );
+}
+
+#[test]
+fn stopping_the_agent_ends_held_backends_without_running_their_statements() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_stop(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let mut agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let client = spawn_psql(&cluster, "DROP TABLE held_stop");
+    let hold = hold_event(&agent, "held_stop");
+    stopped_backend(&hold);
+    let status = agent.stop();
+    assert!(status.success(), "agent exited with {status}");
+    agent.wait_events(
+        "the decision for the backend ended at shutdown",
+        WAIT,
+        |events| {
+            events.iter().any(|e| {
+                e["type"] == "decision"
+                    && e["request_id"] == hold["request_id"]
+                    && e["outcome"] == "cancelled"
+                    && e["action"] == "terminated"
+            })
+        },
+    );
+
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "DROP held at agent shutdown succeeded: {out}");
+    assert!(
+        out.contains("terminating connection due to administrator command"),
+        "{out}"
+    );
+    assert!(
+        table_exists(&cluster, "held_stop"),
+        "DROP ran at agent shutdown"
+    );
 }

@@ -97,6 +97,12 @@ struct Ending {
     resume: bool,
 }
 
+/// A backend waiting for a decision: its state-file record and its `decision` event so far.
+struct Held {
+    record: HeldRecord,
+    decision: Event,
+}
+
 /// Carries out plans for stopped backends and reports `hold` / `decision` events.
 #[derive(Clone)]
 pub struct Enforcer {
@@ -107,7 +113,7 @@ struct Inner {
     approvals: Arc<dyn ApprovalChannel>,
     events: mpsc::Sender<Event>,
     state: StateFile,
-    held: Mutex<HashMap<u32, HeldRecord>>,
+    held: Mutex<HashMap<u32, Held>>,
     host: String,
 }
 
@@ -157,12 +163,26 @@ impl Enforcer {
         tokio::spawn(async move { this.run(backend, event, decision).await });
     }
 
-    /// Ends every backend still held (agent shutdown): neutralised and terminated.
+    /// Ends every backend still held (agent shutdown): neutralised and terminated, each with
+    /// a `decision` event queued (outcome `cancelled`).
     pub fn shutdown(&self) {
-        let held: Vec<HeldRecord> = self.lock().drain().map(|(_, r)| r).collect();
-        for record in &held {
+        let held: Vec<Held> = self.lock().drain().map(|(_, h)| h).collect();
+        for Held {
+            record,
+            mut decision,
+        } in held
+        {
             info!(pid = record.pid, "agent stopping: ending held backend");
-            end_backend(record);
+            end_backend(&record);
+            decision.outcome = Some("cancelled".into());
+            decision.reason = Some("the agent stopped".into());
+            decision.action = Some("terminated".into());
+            if self.inner.events.try_send(decision).is_err() {
+                warn!(
+                    pid = record.pid,
+                    "decision event for a held backend lost at shutdown"
+                );
+            }
         }
         self.save();
     }
@@ -206,9 +226,13 @@ impl Enforcer {
                 timeout,
                 break_glass_group,
             } => {
-                self.lock().insert(pid, record.clone());
-                self.save();
                 let id = Uuid::new_v4();
+                let held = Held {
+                    record: record.clone(),
+                    decision: decision_event(&event, Some(id)),
+                };
+                self.lock().insert(pid, held);
+                self.save();
                 let request = self.request(
                     &event,
                     &decision,
@@ -225,11 +249,15 @@ impl Enforcer {
                 self.emit(hold).await;
                 let ending = self.wait(request, pid).await;
                 // Only whoever takes the record out acts on the backend (shutdown may have).
-                let Some(record) = self.lock().remove(&pid) else {
+                let Some(Held {
+                    record,
+                    decision: mut out,
+                }) = self.lock().remove(&pid)
+                else {
                     return;
                 };
                 self.save();
-                let mut out = decision_event(&event, Some(id));
+                out.ts = format_ts(SystemTime::now());
                 out.outcome = Some(ending.outcome.into());
                 out.approvers = Some(ending.approvers);
                 out.reason = ending.reason;
@@ -355,13 +383,13 @@ impl Enforcer {
     }
 
     fn save(&self) {
-        let records: Vec<HeldRecord> = self.lock().values().cloned().collect();
+        let records: Vec<HeldRecord> = self.lock().values().map(|h| h.record.clone()).collect();
         if let Err(e) = self.inner.state.store(&records) {
             error!(error = %e, "cannot record held backends");
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, HeldRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Held>> {
         self.inner
             .held
             .lock()
