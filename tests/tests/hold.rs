@@ -323,7 +323,11 @@ fn a_terminate_rule_ends_the_session_before_the_statement_runs() {
     let state = tempfile::tempdir().expect("state dir");
     let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
 
-    let client = spawn_psql(&cluster, "GRANT SELECT ON held_grant TO PUBLIC");
+    // The kernel's pre-screen skips comments and ignores case.
+    let client = spawn_psql(
+        &cluster,
+        "/* from the bot */ -- a note\n  grant select on held_grant to public",
+    );
     let (ok, out) = finish(client, WAIT);
     assert!(!ok, "terminated GRANT succeeded: {out}");
     assert!(

@@ -39,18 +39,22 @@ pub enum Plan {
     /// Let the statement run (allow, audit, or `unmediated: audit`).
     Resume,
     /// Keep it stopped until approvers decide.
-    Ask {
-        /// Groups whose members may approve.
-        approvers: Vec<String>,
-        /// Distinct approvals needed.
-        quorum: u32,
-        /// How long the request stays open.
-        timeout: Duration,
-        /// A group that may approve alone.
-        break_glass_group: Option<String>,
-    },
+    Ask(Approval),
     /// Neutralise the statement and end the session.
     End,
+}
+
+/// Who may release a held backend, and how long it may wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Groups whose members may approve.
+    pub approvers: Vec<String>,
+    /// Distinct approvals needed.
+    pub quorum: u32,
+    /// How long the request stays open.
+    pub timeout: Duration,
+    /// A group that may approve alone.
+    pub break_glass_group: Option<String>,
 }
 
 impl Plan {
@@ -67,12 +71,12 @@ impl Plan {
                     ..
                 },
                 Unmediated::Hold,
-            ) => Plan::Ask {
+            ) => Plan::Ask(Approval {
                 approvers: approvers.clone(),
                 quorum: *quorum,
                 timeout: *timeout,
                 break_glass_group: break_glass_group.clone(),
-            },
+            }),
             _ => Plan::End,
         }
     }
@@ -220,12 +224,7 @@ impl Enforcer {
                 out.action = Some("terminated".into());
                 self.emit(out).await;
             }
-            Plan::Ask {
-                approvers,
-                quorum,
-                timeout,
-                break_glass_group,
-            } => {
+            Plan::Ask(approval) => {
                 let id = Uuid::new_v4();
                 let held = Held {
                     record: record.clone(),
@@ -233,15 +232,7 @@ impl Enforcer {
                 };
                 self.lock().insert(pid, held);
                 self.save();
-                let request = self.request(
-                    &event,
-                    &decision,
-                    id,
-                    approvers,
-                    quorum,
-                    timeout,
-                    break_glass_group,
-                );
+                let request = self.request(&event, &decision, id, approval);
                 let mut hold = event.clone();
                 hold.kind = Some(EventType::Hold);
                 hold.request_id = Some(id.to_string());
@@ -277,16 +268,12 @@ impl Enforcer {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn request(
         &self,
         event: &Event,
         decision: &Decision,
         id: Uuid,
-        approvers: Vec<String>,
-        quorum: u32,
-        timeout: Duration,
-        break_glass_group: Option<String>,
+        approval: Approval,
     ) -> ApprovalRequest {
         let principal = &decision.principal;
         let client = event.client.clone().unwrap_or_default();
@@ -312,11 +299,11 @@ impl Enforcer {
             tables: decision.classification.tables.clone(),
             rule: decision.rule.clone().unwrap_or_default(),
             reason: None,
-            approvers,
-            quorum: quorum.max(1),
-            break_glass_group,
+            approvers: approval.approvers,
+            quorum: approval.quorum.max(1),
+            break_glass_group: approval.break_glass_group,
             filed_at: SystemTime::now(),
-            timeout,
+            timeout: approval.timeout,
         }
     }
 
@@ -475,12 +462,12 @@ rules:
             unmediated: true,
             ..Facts::default()
         };
-        let ask = Plan::Ask {
+        let ask = Plan::Ask(Approval {
             approvers: vec!["dba".into()],
             quorum: 1,
             timeout: Duration::from_secs(30),
             break_glass_group: None,
-        };
+        });
         for (sql, want) in [
             ("DROP TABLE t", ask),
             ("SELECT 1", Plan::Resume),
