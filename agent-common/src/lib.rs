@@ -40,11 +40,13 @@ pub enum EventKind {
     Exec = 8,
     /// [`EventHeader`] only: `InitPostgres` returned; the session is ready for queries.
     Ready = 9,
+    /// [`HeldEvent`]: a flagged backend was stopped (SIGSTOP) before parsing a statement.
+    Held = 10,
 }
 
 impl EventKind {
     /// Every kind, in numeric order (index = kind - 1), for drop counters.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Statement,
         EventKind::Login,
         EventKind::AppName,
@@ -54,6 +56,7 @@ impl EventKind {
         EventKind::Connect,
         EventKind::Exec,
         EventKind::Ready,
+        EventKind::Held,
     ];
 
     /// Decodes a raw kind.
@@ -73,6 +76,7 @@ impl EventKind {
             EventKind::Connect => "connect",
             EventKind::Exec => "exec",
             EventKind::Ready => "ready",
+            EventKind::Held => "held",
         }
     }
 }
@@ -127,6 +131,36 @@ pub struct StatementEvent {
 
 /// Bytes of a [`StatementEvent`] before `text`.
 pub const STATEMENT_FIXED: usize = core::mem::size_of::<StatementEvent>() - MAX_STATEMENT;
+
+/// A backend flagged in `HOLD_SESSIONS` entered `pg_parse_query` with a statement whose
+/// first keyword is in `HOLD_KEYWORDS`: the kernel sent it SIGSTOP before the statement was
+/// parsed. The agent decides, then resumes, neutralises or terminates it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HeldEvent {
+    /// Common header (pid = the stopped backend).
+    pub header: EventHeader,
+    /// User-space address of the statement buffer in the backend (`query_string`).
+    pub buf_addr: u64,
+    /// [`STMT_TRUNCATED`] | [`STMT_LEN_LOWER_BOUND`].
+    pub flags: u8,
+    /// Padding.
+    pub _pad: [u8; 3],
+    /// Bytes of `text` that are valid (without the NUL).
+    pub text_len: u32,
+    /// Full length of the statement in the server (see [`STMT_LEN_LOWER_BOUND`]).
+    pub full_len: u32,
+    /// Padding.
+    pub _pad2: u32,
+    /// The statement text, `text_len` bytes valid; only that prefix is sent.
+    pub text: [u8; MAX_STATEMENT],
+}
+
+/// Bytes of a [`HeldEvent`] before `text`.
+pub const HELD_FIXED: usize = core::mem::size_of::<HeldEvent>() - MAX_STATEMENT;
+
+/// Length of the keys of the `HOLD_KEYWORDS` map: an upper-case SQL keyword, NUL-padded.
+pub const KEYWORD_LEN: usize = 16;
 
 /// `InitPostgres(dbname, dboid, username, …)` entered in a backend.
 #[repr(C)]
@@ -245,3 +279,4 @@ const _: () = assert!(core::mem::size_of::<LoginEvent>() == 24 + 2 * NAME_LEN);
 const _: () = assert!(core::mem::size_of::<AcceptEvent>() == 24 + 8 + 136);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 8 + 8 + 16 + 136);
 const _: () = assert!(MAX_STATEMENT.is_power_of_two());
+const _: () = assert!(HELD_FIXED == 48);

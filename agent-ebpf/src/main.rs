@@ -3,7 +3,8 @@
 //! - uprobes in the server binary: `pq_getbyte` (return: which frontend message is being
 //!   served), `pgstat_report_activity` (the statement text, once per `Query` / `Execute`),
 //!   `InitPostgres` (database and role; its return marks the session ready),
-//!   `pgstat_report_appname` (`application_name`).
+//!   `pgstat_report_appname` (`application_name`), `pg_parse_query` (stops backends flagged
+//!   in `HOLD_SESSIONS` before a statement whose first keyword is in `HOLD_KEYWORDS` runs).
 //! - tracepoints: `accept`/`accept4` of watched postmasters (client address), fork and exit of
 //!   their children (backend lifecycle), `connect` of local clients to watched ports and
 //!   sockets (client identity), `exec` of binaries named like PostgreSQL (new clusters).
@@ -15,19 +16,19 @@
 
 use agent_common::{
     AcceptEvent, COMM_LEN, ConnectEvent, DROP_SLOTS, EventHeader, EventKind, ExecEvent, ExitEvent,
-    ForkEvent, LoginEvent, MAX_MEASURED_STATEMENT, MAX_STATEMENT, NAME_LEN, NameEvent, RING_BYTES,
-    RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED, StatementEvent,
-    UNIX_PATH_LEN,
+    ForkEvent, HELD_FIXED, HeldEvent, KEYWORD_LEN, LoginEvent, MAX_MEASURED_STATEMENT,
+    MAX_STATEMENT, NAME_LEN, NameEvent, RING_BYTES, RawSockAddr, STATEMENT_FIXED,
+    STMT_LEN_LOWER_BOUND, STMT_TRUNCATED, StatementEvent, UNIX_PATH_LEN,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
-        generated::bpf_get_current_cgroup_id,
+        generated::{bpf_get_current_cgroup_id, bpf_send_signal},
     },
     macros::{map, tracepoint, uprobe, uretprobe},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 
@@ -37,6 +38,10 @@ const AF_INET6: u16 = 10;
 const EINPROGRESS: i64 = 115;
 /// `STATE_RUNNING` of PostgreSQL's `BackendState` enum (UNDEFINED, IDLE, RUNNING, …).
 const STATE_RUNNING: u32 = 2;
+const SIGSTOP: u32 = 19;
+/// Leading bytes of a statement scanned for its first keyword (whitespace and comments
+/// longer than this make the statement pass unstopped: the agent still records it).
+const KEYWORD_SCAN: usize = 256;
 
 /// All events, in order.
 #[map]
@@ -57,6 +62,24 @@ static MEASURE_SCRATCH: PerCpuArray<[u8; MAX_STATEMENT]> = PerCpuArray::with_max
 /// Per-CPU scratch space for connect events (their socket path is large).
 #[map]
 static CONNECT_SCRATCH: PerCpuArray<ConnectEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch space for held-statement events.
+#[map]
+static HELD_SCRATCH: PerCpuArray<HeldEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Backends whose risky statements are stopped for a decision (set by the agent).
+#[map]
+static HOLD_SESSIONS: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
+
+/// Slot 0 non-zero: flag every backend of a watched cluster in `HOLD_SESSIONS` once its
+/// session is ready, before its first statement (set by the agent, which unflags its own
+/// shim sessions).
+#[map]
+static HOLD_ALL: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Upper-case first keywords that stop a flagged backend, NUL-padded (set by the agent).
+#[map]
+static HOLD_KEYWORDS: HashMap<[u8; KEYWORD_LEN], u8> = HashMap::with_max_entries(64, 0);
 
 /// Postmaster tgids the agent watches (set by the agent).
 #[map]
@@ -243,6 +266,155 @@ fn measure(text: *const u8, already: usize, flags: &mut u8) -> usize {
     total
 }
 
+// ---------------------------------------------------------------- hold
+
+/// `pg_parse_query(const char *query_string)`: stop a flagged backend before a statement
+/// whose first keyword is risky is parsed, and tell the agent where the text lives.
+#[uprobe]
+pub fn parse_query(ctx: ProbeContext) -> u32 {
+    // SAFETY: map lookup of a plain value. Unflagged backends pay only this lookup.
+    if unsafe { HOLD_SESSIONS.get(&current_tgid()) }.is_none() {
+        return 0;
+    }
+    let _ = try_parse_query(&ctx);
+    0
+}
+
+fn try_parse_query(ctx: &ProbeContext) -> Result<(), i64> {
+    let text: *const u8 = ctx.arg(0).ok_or(1)?;
+    if text.is_null() {
+        return Ok(());
+    }
+    let event = HELD_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: the per-CPU slot is ours for the duration of this program.
+    let event = unsafe { &mut *event };
+    // SAFETY: reads user memory through the helper, bounded by the buffer.
+    let copied = unsafe { bpf_probe_read_user_str_bytes(text, &mut event.text) }
+        .map(|s| s.len())
+        .unwrap_or(0);
+    let scan = first_keyword(&event.text, copied).ok_or(0)?;
+    // SAFETY: map lookup of a plain value.
+    if unsafe { HOLD_KEYWORDS.get(&scan.keyword) }.is_none() {
+        return Ok(());
+    }
+    // SAFETY: signals the current task; delivered before it returns to user space.
+    unsafe { bpf_send_signal(SIGSTOP) };
+    event.header = header(EventKind::Held);
+    event.buf_addr = text as u64;
+    event.flags = 0;
+    let mut full_len = copied;
+    if copied >= MAX_STATEMENT - 1 {
+        event.flags |= STMT_TRUNCATED;
+        full_len = measure(text, copied, &mut event.flags);
+    }
+    let text_len = copied & (MAX_STATEMENT - 1);
+    event.text_len = text_len as u32;
+    event.full_len = full_len as u32;
+    let size = HELD_FIXED + text_len;
+    // SAFETY: `size` is at most the size of the per-CPU event it points into.
+    let bytes =
+        unsafe { core::slice::from_raw_parts((event as *const HeldEvent).cast::<u8>(), size) };
+    if EVENTS
+        .output::<[u8]>(bytes, BPF_RB_FORCE_WAKEUP as u64)
+        .is_err()
+    {
+        count_drop(EventKind::Held);
+    }
+    Ok(())
+}
+
+/// Keyword scanner states (see [`first_keyword`]).
+const SCAN_SPACE: u32 = 0;
+const SCAN_LINE: u32 = 1;
+const SCAN_BLOCK: u32 = 2;
+const SCAN_WORD: u32 = 3;
+const SCAN_DASH: u32 = 4;
+const SCAN_SLASH: u32 = 5;
+const SCAN_STAR: u32 = 6;
+const SCAN_DONE: u32 = 7;
+const SCAN_NONE: u32 = 8;
+
+/// Keyword scanner state, kept in a map so the verifier sees one state per position
+/// instead of one per path through the scanner (which exceeds its complexity limit).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct KeywordScan {
+    state: u32,
+    len: u32,
+    keyword: [u8; KEYWORD_LEN],
+}
+
+/// Per-CPU keyword scanner state.
+#[map]
+static SCAN_SCRATCH: PerCpuArray<KeywordScan> = PerCpuArray::with_max_entries(1, 0);
+
+/// Finds the statement's first keyword, upper-cased and NUL-padded, after whitespace, `--`
+/// line comments and `/* */` block comments; `None` when there is none within
+/// [`KEYWORD_SCAN`] bytes.
+#[inline(always)]
+fn first_keyword(text: &[u8; MAX_STATEMENT], len: usize) -> Option<&'static KeywordScan> {
+    let scan = SCAN_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: the per-CPU slot is ours for the duration of this program. Volatile accesses
+    // keep the state in the map (see `KeywordScan`).
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*scan).state, SCAN_SPACE);
+        core::ptr::write_volatile(&raw mut (*scan).len, 0);
+        (*scan).keyword = [0; KEYWORD_LEN];
+        for i in 0..KEYWORD_SCAN {
+            let c = if i < len { text[i] } else { 0 };
+            let state = core::ptr::read_volatile(&raw const (*scan).state);
+            let next = scan_step(state, c, &mut *scan);
+            core::ptr::write_volatile(&raw mut (*scan).state, next);
+            if next == SCAN_DONE || next == SCAN_NONE {
+                break;
+            }
+        }
+        (core::ptr::read_volatile(&raw const (*scan).state) == SCAN_DONE).then_some(&*scan)
+    }
+}
+
+/// One byte of the keyword scanner: the next state.
+#[inline(always)]
+fn scan_step(state: u32, c: u8, scan: &mut KeywordScan) -> u32 {
+    let letter = c.is_ascii_alphabetic();
+    match state {
+        SCAN_SPACE => match c {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => SCAN_SPACE,
+            b'-' => SCAN_DASH,
+            b'/' => SCAN_SLASH,
+            _ if letter => {
+                scan.keyword[0] = c.to_ascii_uppercase();
+                // SAFETY: plain store into the per-CPU slot.
+                unsafe { core::ptr::write_volatile(&raw mut scan.len, 1) };
+                SCAN_WORD
+            }
+            _ => SCAN_NONE,
+        },
+        SCAN_DASH if c == b'-' => SCAN_LINE,
+        SCAN_SLASH if c == b'*' => SCAN_BLOCK,
+        SCAN_LINE if c == b'\n' => SCAN_SPACE,
+        SCAN_LINE if c != 0 => SCAN_LINE,
+        SCAN_BLOCK if c == b'*' => SCAN_STAR,
+        SCAN_BLOCK if c != 0 => SCAN_BLOCK,
+        SCAN_STAR if c == b'/' => SCAN_SPACE,
+        SCAN_STAR if c == b'*' => SCAN_STAR,
+        SCAN_STAR if c != 0 => SCAN_BLOCK,
+        SCAN_WORD if letter || c == b'_' => {
+            // SAFETY: plain load/store in the per-CPU slot.
+            let n = unsafe { core::ptr::read_volatile(&raw const scan.len) } as usize;
+            if n >= KEYWORD_LEN - 1 {
+                return SCAN_NONE;
+            }
+            scan.keyword[n & (KEYWORD_LEN - 1)] = c.to_ascii_uppercase();
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(&raw mut scan.len, n as u32 + 1) };
+            SCAN_WORD
+        }
+        SCAN_WORD => SCAN_DONE,
+        _ => SCAN_NONE,
+    }
+}
+
 // ---------------------------------------------------------------- session identity
 
 /// `InitPostgres(const char *in_dbname, Oid dboid, const char *username, …)`.
@@ -280,6 +452,9 @@ fn try_init_postgres(ctx: &ProbeContext) -> Result<(), i64> {
 pub fn init_postgres_ret(_ctx: RetProbeContext) -> u32 {
     if !in_watched_backend() {
         return 0;
+    }
+    if HOLD_ALL.get(0).is_some_and(|on| *on != 0) {
+        let _ = HOLD_SESSIONS.insert(&current_tgid(), &1, BPF_ANY as u64);
     }
     emit(EventKind::Ready, &header(EventKind::Ready));
     0
@@ -392,6 +567,7 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
     }
     let _ = BACKENDS.remove(&pid);
     let _ = CURRENT_MESSAGE.remove(&pid);
+    let _ = HOLD_SESSIONS.remove(&pid);
     let event = ExitEvent {
         header: header(EventKind::Exit),
     };

@@ -15,6 +15,7 @@
 //! - [`protocol`] — wire-protocol codecs (PostgreSQL v3), pure, no I/O.
 //! - [`shim`] — the PostgreSQL socket shim: listeners, per-connection task, hold/forward.
 //! - [`approval`] — approval requests for held statements, the local on-host store.
+//! - [`enforce`] — backends the kernel stopped: decide, resume, neutralise or terminate.
 #![deny(missing_docs)]
 
 pub mod approval;
@@ -23,6 +24,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod enforce;
 pub mod event;
 pub mod pipeline;
 pub mod policy;

@@ -133,7 +133,7 @@ fn verdict_name(v: Verdict) -> &'static str {
 }
 
 /// Policy facts of a kernel-observed session.
-fn facts_of(event: &Event) -> Facts {
+pub fn facts_of(event: &Event) -> Facts {
     let client = event.client.clone().unwrap_or_default();
     Facts {
         db_user: event.db_user.clone(),

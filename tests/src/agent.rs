@@ -47,6 +47,17 @@ impl Agent {
 
     /// [`Agent::start`] with `config` as the contents of agent.toml.
     pub fn start_with_config(postmaster: Option<u32>, config_text: &str, args: &[&str]) -> Self {
+        Self::start_with_policy(postmaster, config_text, &shipped_policies(), args)
+    }
+
+    /// [`Agent::start_with_config`] with the policy files in `policy` instead of the
+    /// shipped ones.
+    pub fn start_with_policy(
+        postmaster: Option<u32>,
+        config_text: &str,
+        policy: &std::path::Path,
+        args: &[&str],
+    ) -> Self {
         crate::require_root();
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("agent.sock");
@@ -58,7 +69,7 @@ impl Agent {
             .arg("--socket")
             .arg(&socket)
             .arg("--policy")
-            .arg(shipped_policies())
+            .arg(policy)
             .arg("--audit-dir")
             .arg(dir.path().join("audit"))
             .args(args)

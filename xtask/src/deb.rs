@@ -41,7 +41,15 @@ fn build(profile: &str, out: &std::path::Path) -> anyhow::Result<()> {
     install_cargo_deb()?;
     for package in PACKAGES {
         run(cargo()
-            .args(["deb", "--locked", "--profile", profile, "-p", package, "--output"])
+            .args([
+                "deb",
+                "--locked",
+                "--profile",
+                profile,
+                "-p",
+                package,
+                "--output",
+            ])
             .arg(out))?;
     }
     let mut built: Vec<PathBuf> = std::fs::read_dir(out)

@@ -3,8 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_common::{
-    AcceptEvent, ConnectEvent, EventHeader, EventKind, ExecEvent, ForkEvent, LoginEvent, NameEvent,
-    RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED,
+    AcceptEvent, ConnectEvent, EventHeader, EventKind, ExecEvent, ForkEvent, HELD_FIXED,
+    LoginEvent, NameEvent, RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED,
 };
 
 /// Why a record could not be decoded.
@@ -106,6 +106,21 @@ pub enum KernelEvent {
         /// `full_len` is only a lower bound.
         len_is_lower_bound: bool,
     },
+    /// A flagged backend was stopped before parsing a risky statement.
+    Held {
+        /// Where and when (pid = the stopped backend).
+        origin: Origin,
+        /// Address of the statement buffer in the backend.
+        buf_addr: u64,
+        /// Captured bytes (may be cut, see `truncated`).
+        text: Vec<u8>,
+        /// The capture was cut at the size limit.
+        truncated: bool,
+        /// Full statement length in the server.
+        full_len: u32,
+        /// `full_len` is only a lower bound.
+        len_is_lower_bound: bool,
+    },
     /// `InitPostgres` entered.
     Login {
         /// Where and when.
@@ -177,6 +192,7 @@ impl KernelEvent {
     pub fn origin(&self) -> &Origin {
         match self {
             KernelEvent::Statement { origin, .. }
+            | KernelEvent::Held { origin, .. }
             | KernelEvent::Login { origin, .. }
             | KernelEvent::Ready { origin }
             | KernelEvent::AppName { origin, .. }
@@ -247,6 +263,37 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 text: bytes[STATEMENT_FIXED..STATEMENT_FIXED + text_len].to_vec(),
                 truncated: flags & STMT_TRUNCATED != 0,
                 full_len,
+                len_is_lower_bound: flags & STMT_LEN_LOWER_BOUND != 0,
+            }
+        }
+        EventKind::Held => {
+            if bytes.len() < HELD_FIXED {
+                return Err(DecodeError::Short {
+                    kind: kind.name(),
+                    len: bytes.len(),
+                    need: HELD_FIXED,
+                });
+            }
+            let word = |at: usize| {
+                u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+            };
+            let mut addr = [0u8; 8];
+            addr.copy_from_slice(&bytes[24..32]);
+            let flags = bytes[32];
+            let text_len = word(36) as usize;
+            let available = bytes.len() - HELD_FIXED;
+            if text_len > available {
+                return Err(DecodeError::BadTextLen {
+                    text_len,
+                    available,
+                });
+            }
+            KernelEvent::Held {
+                origin,
+                buf_addr: u64::from_ne_bytes(addr),
+                text: bytes[HELD_FIXED..HELD_FIXED + text_len].to_vec(),
+                truncated: flags & STMT_TRUNCATED != 0,
+                full_len: word(40),
                 len_is_lower_bound: flags & STMT_LEN_LOWER_BOUND != 0,
             }
         }
@@ -337,6 +384,42 @@ mod tests {
         };
         event.text[..text.len()].copy_from_slice(text);
         bytes_of(&event)[..STATEMENT_FIXED + text.len()].to_vec()
+    }
+
+    #[test]
+    fn held_record_keeps_the_buffer_address_and_text() {
+        let mut event = agent_common::HeldEvent {
+            header: header(EventKind::Held),
+            buf_addr: 0x5555_dead_beef,
+            flags: STMT_TRUNCATED,
+            _pad: [0; 3],
+            text_len: 10,
+            full_len: 20_000,
+            _pad2: 0,
+            text: [0; MAX_STATEMENT],
+        };
+        event.text[..10].copy_from_slice(b"DROP TABLE");
+        let rec = bytes_of(&event)[..HELD_FIXED + 10].to_vec();
+        let KernelEvent::Held {
+            origin,
+            buf_addr,
+            text,
+            truncated,
+            full_len,
+            len_is_lower_bound,
+        } = decode(&rec).unwrap()
+        else {
+            panic!("not a held event");
+        };
+        assert_eq!(origin.pid, 42);
+        assert_eq!(buf_addr, 0x5555_dead_beef);
+        assert_eq!(text, b"DROP TABLE");
+        assert!(truncated && !len_is_lower_bound);
+        assert_eq!(full_len, 20_000);
+        assert!(matches!(
+            decode(&rec[..HELD_FIXED + 4]),
+            Err(DecodeError::BadTextLen { .. })
+        ));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use agent_common::{DROP_SLOTS, EventKind, UNIX_PATH_LEN};
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use agent_common::{DROP_SLOTS, EventKind, KEYWORD_LEN, UNIX_PATH_LEN};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{TracePoint, UProbe, uprobe::UProbeScope};
 use aya::{Ebpf, include_bytes_aligned};
 use tracing::{debug, info, warn};
@@ -53,6 +53,7 @@ const SERVER_PROBES: &[(&str, &str)] = &[
     ("init_postgres", "InitPostgres"),
     ("init_postgres_ret", "InitPostgres"),
     ("report_appname", "pgstat_report_appname"),
+    ("parse_query", "pg_parse_query"),
 ];
 
 /// Syscall and scheduler tracepoints: (program, category, name).
@@ -201,6 +202,32 @@ impl Loader {
         })
     }
 
+    /// Takes the maps that decide which backends the kernel stops (once).
+    pub fn take_hold_flags(&mut self) -> Result<HoldFlags, LoadError> {
+        let mut take = |name: &'static str| {
+            self.ebpf
+                .take_map(name)
+                .ok_or_else(|| LoadError::MissingItem(format!("map {name}")))
+        };
+        let sessions = take("HOLD_SESSIONS")?;
+        let keywords = take("HOLD_KEYWORDS")?;
+        let all = take("HOLD_ALL")?;
+        Ok(HoldFlags {
+            all: Array::try_from(all).map_err(|source| LoadError::Map {
+                name: "HOLD_ALL",
+                source,
+            })?,
+            sessions: HashMap::try_from(sessions).map_err(|source| LoadError::Map {
+                name: "HOLD_SESSIONS",
+                source,
+            })?,
+            keywords: HashMap::try_from(keywords).map_err(|source| LoadError::Map {
+                name: "HOLD_KEYWORDS",
+                source,
+            })?,
+        })
+    }
+
     /// Events the kernel could not write to the ring buffer, per kind, summed over CPUs.
     pub fn drops(&self) -> Result<Vec<(EventKind, u64)>, LoadError> {
         let map = self
@@ -233,6 +260,69 @@ impl Loader {
             .map_mut(name)
             .ok_or_else(|| LoadError::MissingItem(format!("map {name}")))?;
         HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })
+    }
+}
+
+/// The kernel's hold switches: which backends are flagged and which first keywords stop
+/// a flagged backend before its statement is parsed.
+pub struct HoldFlags {
+    all: Array<MapData, u32>,
+    sessions: HashMap<MapData, u32, u8>,
+    keywords: HashMap<MapData, [u8; KEYWORD_LEN], u8>,
+}
+
+impl HoldFlags {
+    /// Sets the first keywords that stop flagged backends (upper-cased; longer than the
+    /// kernel's key are skipped with a warning).
+    pub fn set_keywords<'a>(
+        &mut self,
+        keywords: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), LoadError> {
+        for word in keywords {
+            let bytes = word.as_bytes();
+            if bytes.is_empty() || bytes.len() >= KEYWORD_LEN {
+                warn!(
+                    keyword = word,
+                    "hold keyword too long for the kernel pre-screen"
+                );
+                continue;
+            }
+            let mut key = [0u8; KEYWORD_LEN];
+            key[..bytes.len()].copy_from_slice(&bytes.to_ascii_uppercase());
+            self.keywords
+                .insert(key, 1, 0)
+                .map_err(|source| LoadError::Map {
+                    name: "HOLD_KEYWORDS",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Whether the kernel flags every new session of a watched cluster as soon as it is
+    /// ready (no race with its first statement).
+    pub fn flag_new_sessions(&mut self, on: bool) -> Result<(), LoadError> {
+        self.all
+            .set(0, u32::from(on), 0)
+            .map_err(|source| LoadError::Map {
+                name: "HOLD_ALL",
+                source,
+            })
+    }
+
+    /// Clears a backend's flag (the shim's own sessions: the shim decides for them).
+    pub fn unflag(&mut self, pid: u32) {
+        let _ = self.sessions.remove(&pid);
+    }
+
+    /// Flags a backend: its risky statements are stopped for a decision.
+    pub fn flag(&mut self, pid: u32) -> Result<(), LoadError> {
+        self.sessions
+            .insert(pid, 1, 0)
+            .map_err(|source| LoadError::Map {
+                name: "HOLD_SESSIONS",
+                source,
+            })
     }
 }
 

@@ -130,6 +130,11 @@ impl Capture {
         self.loader.watch_socket(path)
     }
 
+    /// Takes the kernel's hold switches (once, before [`Capture::run`]).
+    pub fn take_hold_flags(&mut self) -> Result<loader::HoldFlags, LoadError> {
+        self.loader.take_hold_flags()
+    }
+
     /// Discovers the clusters running now, then reads events until `tx` closes.
     pub async fn run(mut self, tx: mpsc::Sender<CaptureMessage>) -> Result<(), LoadError> {
         let (postmasters, backends) = discover::scan();

@@ -17,9 +17,12 @@ use crate::approval::groups::OsGroups;
 use crate::approval::local::LocalApprovals;
 use crate::approval::remote::RemoteApprovals;
 use crate::audit::{AuditEvent, AuditLog, AuditOptions};
+use crate::capture::decode::KernelEvent;
 use crate::capture::{Capture, CaptureMessage, Targets};
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
 use crate::control::status::{SharedStatus, StatusView};
+use crate::enforce::state::StateFile;
+use crate::enforce::{Enforcer, HeldBackend};
 use crate::event::{Event, EventType, format_ts};
 use crate::pipeline;
 use crate::policy::store::PolicyStore;
@@ -52,6 +55,14 @@ pub struct RunArgs {
     /// Also print every event as a JSON line on stdout.
     #[arg(long)]
     pub stdout: bool,
+    /// Stop risky statements of sessions that bypass the shim in the kernel (SIGSTOP before
+    /// parsing) when a policy rule says `unmediated: hold|terminate|block`; without it they
+    /// are only recorded.
+    #[arg(long)]
+    pub hold_unmediated: bool,
+    /// State file of backends stopped for a decision (resumed, fail closed, at start).
+    #[arg(long, default_value = "/var/lib/dbward/held.json")]
+    pub held_state: PathBuf,
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -146,6 +157,16 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     }))?;
 
     let mut capture = Capture::start(targets).context("cannot start the kernel capture")?;
+    let mut hold_flags = capture
+        .take_hold_flags()
+        .context("cannot open the kernel hold maps")?;
+    hold_flags
+        .set_keywords(crate::enforce::hold::KEYWORDS.iter().copied())
+        .context("cannot configure the kernel hold keywords")?;
+    let hold_unmediated = args.hold_unmediated && policy.current().stops_unmediated();
+    hold_flags
+        .flag_new_sessions(hold_unmediated)
+        .context("cannot configure the kernel hold switch")?;
     let listener = crate::control::bind(&socket)
         .with_context(|| format!("cannot listen on the control socket {}", socket.display()))?;
 
@@ -167,18 +188,30 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut stream_metrics = None;
     let (shim_tx, mut shim_rx) = mpsc::channel::<ShimEvent>(65536);
     let mut tasks = Vec::new();
+    let channel: Arc<dyn ApprovalChannel> = match &config.approver {
+        Some(remote) => Arc::new(
+            RemoteApprovals::new(remote, EventSink::new(shim_tx.clone()))
+                .context("cannot use the [approver] settings")?,
+        ),
+        None => approvals.clone(),
+    };
+    let (enforce_tx, mut enforce_rx) = mpsc::channel::<Event>(4096);
+    let enforcer = Enforcer::new(
+        channel.clone(),
+        enforce_tx,
+        StateFile::new(&args.held_state),
+        host.clone(),
+    );
+    match enforcer.recover() {
+        Ok(0) => {}
+        Ok(n) => warn!(backends = n, "ended backends a previous agent left held"),
+        Err(e) => error!(error = %e, "cannot recover held backends"),
+    }
     if let Some(shim_config) = config.shim.clone() {
-        let channel: Arc<dyn ApprovalChannel> = match &config.approver {
-            Some(remote) => Arc::new(
-                RemoteApprovals::new(remote, EventSink::new(shim_tx.clone()))
-                    .context("cannot use the [approver] settings")?,
-            ),
-            None => approvals.clone(),
-        };
         let shim = Shim::new(
             shim_config,
             Arc::new(PolicyGate::new(policy.clone())),
-            channel,
+            channel.clone(),
             shim_tx.clone(),
         )?
         .bind()
@@ -278,6 +311,26 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     break Err(anyhow::anyhow!("the kernel capture stopped"));
                 };
                 let event = match message {
+                    CaptureMessage::Kernel(held @ KernelEvent::Held { origin, buf_addr, full_len, .. }) => {
+                        let backend = HeldBackend { pid: origin.pid, buf_addr, len: full_len as usize };
+                        match correlator.handle(held) {
+                            // The shim's own upstream session: the shim already decided.
+                            Some(e) if e.client.as_ref().and_then(|c| c.pid) == Some(agent_pid) => {
+                                let _ = crate::enforce::neutralise::resume(backend.pid);
+                            }
+                            Some(e) => {
+                                let facts = pipeline::facts_of(&e);
+                                let sql = e.sql.clone().unwrap_or_default();
+                                let decision = policy.current().evaluate(&facts, &sql, std::time::SystemTime::now());
+                                enforcer.on_held(backend, e, decision);
+                            }
+                            None => {
+                                warn!(pid = backend.pid, "held backend without an event: resuming it");
+                                let _ = crate::enforce::neutralise::resume(backend.pid);
+                            }
+                        }
+                        None
+                    }
                     CaptureMessage::Kernel(k) => correlator.handle(k).map(|mut e| {
                         if e.kind == Some(EventType::Statement) {
                             pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid);
@@ -311,6 +364,18 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 if let Some(event) = event {
+                    if hold_unmediated
+                        && event.kind == Some(EventType::SessionStart)
+                        && let Some(pid) = event.backend_pid
+                    {
+                        // New sessions are flagged by the kernel; sessions open before the
+                        // agent started are flagged here; the shim's own are unflagged.
+                        if event.client.as_ref().and_then(|c| c.pid) == Some(agent_pid) {
+                            hold_flags.unflag(pid);
+                        } else if let Err(e) = hold_flags.flag(pid) {
+                            warn!(pid, error = %e, "cannot flag backend for holds");
+                        }
+                    }
                     publisher.publish(event);
                 }
             }
@@ -329,10 +394,15 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                         .and_then(|m| serde_json::to_value(m.snapshot()).ok());
                 }
             }
+            Some(event) = enforce_rx.recv() => publisher.publish(event),
             _ = sigterm.recv() => break Ok(()),
             _ = sigint.recv() => break Ok(()),
         }
     };
+    enforcer.shutdown();
+    while let Ok(event) = enforce_rx.try_recv() {
+        publisher.publish(event);
+    }
     let _ = shutdown_tx.send(true);
     capture_task.abort();
     control_task.abort();

@@ -107,6 +107,19 @@ impl PolicySet {
             .collect()
     }
 
+    /// Whether some rule holds or terminates sessions that bypass the shim (explicitly, or
+    /// by default for `require_approval` and `deny`): those sessions are flagged in the
+    /// kernel so their risky statements stop before they run.
+    pub fn stops_unmediated(&self) -> bool {
+        self.rules.iter().any(|r| {
+            matches!(
+                r.unmediated
+                    .unwrap_or_else(|| Unmediated::for_outcome(&r.outcome)),
+                Unmediated::Hold | Unmediated::Terminate | Unmediated::Block
+            )
+        })
+    }
+
     /// The outcome for statements no rule matches.
     pub fn unmatched_outcome(&self) -> &Outcome {
         &self.settings.unmatched

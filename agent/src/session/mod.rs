@@ -270,6 +270,26 @@ impl<I: Inspector> Correlator<I> {
                 );
                 Some(event)
             }
+            KernelEvent::Held {
+                origin,
+                text,
+                truncated,
+                full_len,
+                len_is_lower_bound,
+                ..
+            } => {
+                let mut event = match self.sessions.get(&origin.pid) {
+                    Some(session) => self.session_event(EventType::Hold, session, origin.ktime_ns),
+                    None => self.bare_event(EventType::Hold, &origin),
+                };
+                let (sql, escaped) = escape_sql(&text);
+                event.sql = Some(sql);
+                event.sql_escaped = escaped.then_some(true);
+                event.sql_truncated = Some(truncated);
+                event.sql_length = Some(full_len);
+                event.sql_length_is_lower_bound = len_is_lower_bound.then_some(true);
+                Some(event)
+            }
             KernelEvent::Exit { origin } => {
                 if self.postmasters.remove(&origin.pid).is_some() {
                     return None;

@@ -1,0 +1,490 @@
+//! The hold state machine for a backend the kernel stopped: the policy decision gives a
+//! [`Plan`] (resume, ask a human, end the session); [`Enforcer`] carries it out and makes
+//! sure no backend is ever left stopped (rule timeout, client gone, agent shutdown, and the
+//! state file for agent crashes).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use super::neutralise::{self, ProcessError};
+use super::peer;
+use super::state::{HeldRecord, StateError, StateFile};
+use crate::approval::{ApprovalChannel, ApprovalRequest, Decision as Vote, Requester};
+use crate::event::{Event, EventType, format_ts};
+use crate::policy::{Decision, Outcome, Unmediated};
+
+/// First keywords the kernel stops flagged backends on (its cheap pre-screen; policy then
+/// decides on the full statement).
+pub const KEYWORDS: &[&str] = &[
+    "DROP", "ALTER", "CREATE", "GRANT", "REVOKE", "COPY", "DELETE", "UPDATE", "TRUNCATE", "DO",
+    "CALL", "SET", "INSERT", "MERGE", "VACUUM", "REINDEX", "CLUSTER", "COMMENT", "SECURITY",
+    "REASSIGN", "IMPORT", "LOAD", "REFRESH",
+];
+
+/// How often a held backend's client is checked for a disconnect.
+const PEER_POLL: Duration = Duration::from_millis(500);
+/// Extra wait past the rule's timeout before the hold itself calls it expired.
+const DECISION_GRACE: Duration = Duration::from_secs(2);
+/// How long filing a request may take (fail closed).
+const FILE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What to do with a stopped backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Let the statement run (allow, audit, or `unmediated: audit`).
+    Resume,
+    /// Keep it stopped until approvers decide.
+    Ask(Approval),
+    /// Neutralise the statement and end the session.
+    End,
+}
+
+/// Who may release a held backend, and how long it may wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Groups whose members may approve.
+    pub approvers: Vec<String>,
+    /// Distinct approvals needed.
+    pub quorum: u32,
+    /// How long the request stays open.
+    pub timeout: Duration,
+    /// A group that may approve alone.
+    pub break_glass_group: Option<String>,
+}
+
+impl Plan {
+    /// The plan for a policy decision on a stopped backend's statement.
+    pub fn for_decision(decision: &Decision) -> Plan {
+        match (&decision.outcome, decision.unmediated) {
+            (Outcome::Allow | Outcome::Audit, _) | (_, Unmediated::Audit) => Plan::Resume,
+            (
+                Outcome::RequireApproval {
+                    approvers,
+                    quorum,
+                    timeout,
+                    break_glass_group,
+                    ..
+                },
+                Unmediated::Hold,
+            ) => Plan::Ask(Approval {
+                approvers: approvers.clone(),
+                quorum: *quorum,
+                timeout: *timeout,
+                break_glass_group: break_glass_group.clone(),
+            }),
+            _ => Plan::End,
+        }
+    }
+}
+
+/// A backend the kernel stopped, and where its statement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldBackend {
+    /// Backend pid.
+    pub pid: u32,
+    /// Address of the statement buffer in the backend.
+    pub buf_addr: u64,
+    /// Statement length in the server.
+    pub len: usize,
+}
+
+/// How a hold ended.
+struct Ending {
+    outcome: &'static str,
+    approvers: Vec<String>,
+    reason: Option<String>,
+    resume: bool,
+}
+
+/// A backend waiting for a decision: its state-file record and its `decision` event so far.
+struct Held {
+    record: HeldRecord,
+    decision: Event,
+}
+
+/// Carries out plans for stopped backends and reports `hold` / `decision` events.
+#[derive(Clone)]
+pub struct Enforcer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    approvals: Arc<dyn ApprovalChannel>,
+    events: mpsc::Sender<Event>,
+    state: StateFile,
+    held: Mutex<HashMap<u32, Held>>,
+    host: String,
+}
+
+impl Enforcer {
+    /// An enforcer filing requests with `approvals` and sending events to `events`.
+    pub fn new(
+        approvals: Arc<dyn ApprovalChannel>,
+        events: mpsc::Sender<Event>,
+        state: StateFile,
+        host: String,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                approvals,
+                events,
+                state,
+                held: Mutex::new(HashMap::new()),
+                host,
+            }),
+        }
+    }
+
+    /// Ends every backend a previous agent left stopped (state file): neutralised and
+    /// terminated, never resumed as is. Returns how many were still stopped.
+    pub fn recover(&self) -> Result<usize, StateError> {
+        let records = self.inner.state.load()?;
+        let mut ended = 0;
+        for record in &records {
+            if neutralise::start_time(record.pid) != Some(record.start_time) {
+                continue;
+            }
+            warn!(
+                pid = record.pid,
+                "backend left stopped by a previous agent: neutralising and terminating it"
+            );
+            end_backend(record);
+            ended += 1;
+        }
+        self.inner.state.store(&[])?;
+        Ok(ended)
+    }
+
+    /// Takes over a stopped backend: `event` is its correlated `hold` event (session,
+    /// client, statement), `decision` the policy decision for the statement.
+    pub fn on_held(&self, backend: HeldBackend, event: Event, decision: Decision) {
+        let this = self.clone();
+        tokio::spawn(async move { this.run(backend, event, decision).await });
+    }
+
+    /// Ends every backend still held (agent shutdown): neutralised and terminated, each with
+    /// a `decision` event queued (outcome `cancelled`).
+    pub fn shutdown(&self) {
+        let held: Vec<Held> = self.lock().drain().map(|(_, h)| h).collect();
+        for Held {
+            record,
+            mut decision,
+        } in held
+        {
+            info!(pid = record.pid, "agent stopping: ending held backend");
+            end_backend(&record);
+            decision.outcome = Some("cancelled".into());
+            decision.reason = Some("the agent stopped".into());
+            decision.action = Some("terminated".into());
+            if self.inner.events.try_send(decision).is_err() {
+                warn!(
+                    pid = record.pid,
+                    "decision event for a held backend lost at shutdown"
+                );
+            }
+        }
+        self.save();
+    }
+
+    async fn run(&self, backend: HeldBackend, mut event: Event, decision: Decision) {
+        let pid = backend.pid;
+        event.source = Some("kernel".into());
+        event.unmediated = Some(true);
+        event.outcome = Some(decision.outcome.name().into());
+        event.rule = decision.rule.clone();
+        event.class = Some(decision.classification.class.name().into());
+        event.principal = Some(decision.principal.name.clone());
+        event.principal_kind = Some(decision.principal.kind.name().into());
+        let plan = Plan::for_decision(&decision);
+        let Some(start_time) = neutralise::start_time(pid) else {
+            warn!(pid, "held backend is gone before a decision");
+            return;
+        };
+        let record = HeldRecord {
+            pid,
+            start_time,
+            buf_addr: backend.buf_addr,
+            len: backend.len,
+        };
+        match plan {
+            Plan::Resume => {
+                if let Err(e) = neutralise::resume(pid) {
+                    error!(pid, error = %e, "cannot resume backend");
+                }
+            }
+            Plan::End => {
+                end_backend(&record);
+                let mut out = decision_event(&event, None);
+                out.outcome = Some(decision.outcome.name().into());
+                out.action = Some("terminated".into());
+                self.emit(out).await;
+            }
+            Plan::Ask(approval) => {
+                let id = Uuid::new_v4();
+                let held = Held {
+                    record: record.clone(),
+                    decision: decision_event(&event, Some(id)),
+                };
+                self.lock().insert(pid, held);
+                self.save();
+                let request = self.request(&event, &decision, id, approval);
+                let mut hold = event.clone();
+                hold.kind = Some(EventType::Hold);
+                hold.request_id = Some(id.to_string());
+                hold.action = Some("held".into());
+                self.emit(hold).await;
+                let ending = self.wait(request, pid).await;
+                // Only whoever takes the record out acts on the backend (shutdown may have).
+                let Some(Held {
+                    record,
+                    decision: mut out,
+                }) = self.lock().remove(&pid)
+                else {
+                    return;
+                };
+                self.save();
+                out.ts = format_ts(SystemTime::now());
+                out.outcome = Some(ending.outcome.into());
+                out.approvers = Some(ending.approvers);
+                out.reason = ending.reason;
+                if ending.resume {
+                    out.action = Some("resumed".into());
+                    if let Err(e) = neutralise::resume(pid) {
+                        error!(pid, error = %e, "cannot resume approved backend");
+                        out.error = Some(e.to_string());
+                    }
+                } else {
+                    out.action = Some("terminated".into());
+                    end_backend(&record);
+                }
+                info!(pid, request = %id, outcome = ending.outcome, "hold decided");
+                self.emit(out).await;
+            }
+        }
+    }
+
+    fn request(
+        &self,
+        event: &Event,
+        decision: &Decision,
+        id: Uuid,
+        approval: Approval,
+    ) -> ApprovalRequest {
+        let principal = &decision.principal;
+        let client = event.client.clone().unwrap_or_default();
+        let sql = event.sql.clone().unwrap_or_default();
+        ApprovalRequest {
+            request_id: id,
+            host: self.inner.host.clone(),
+            session_id: event.session_id.clone().unwrap_or_default(),
+            requester: Requester {
+                principal: Some(principal.name.clone()).filter(|n| !n.is_empty()),
+                kind: Some(principal.kind.name().to_owned()),
+                owner: principal.owner.clone(),
+                groups: principal.groups.clone(),
+                db_user: event.db_user.clone(),
+                client_user: client.user,
+                exe: client.exe,
+                unit: client.unit,
+            },
+            database: event.database.clone(),
+            statement_sha256: crate::approval::statement_sha256(&sql),
+            statement: sql,
+            class: event.class.clone(),
+            tables: decision.classification.tables.clone(),
+            rule: decision.rule.clone().unwrap_or_default(),
+            reason: None,
+            approvers: approval.approvers,
+            quorum: approval.quorum.max(1),
+            break_glass_group: approval.break_glass_group,
+            filed_at: SystemTime::now(),
+            timeout: approval.timeout,
+        }
+    }
+
+    /// Files the request and waits for a decision, the timeout, or the client to leave.
+    async fn wait(&self, request: ApprovalRequest, pid: u32) -> Ending {
+        let refused = |outcome, reason: Option<String>| Ending {
+            outcome,
+            approvers: Vec::new(),
+            reason,
+            resume: false,
+        };
+        let limit = request.timeout + DECISION_GRACE;
+        let channel = &self.inner.approvals;
+        let ticket = match tokio::time::timeout(FILE_TIMEOUT, channel.file(request)).await {
+            Ok(Ok(ticket)) => ticket,
+            Ok(Err(e)) => return refused("unavailable", Some(e.to_string())),
+            Err(_) => return refused("unavailable", Some("filing the request timed out".into())),
+        };
+        info!(pid, request = %ticket.request_id, how = %ticket.how_to_approve, "backend held for approval");
+        let decision = channel.decision(&ticket);
+        tokio::pin!(decision);
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        let mut poll = tokio::time::interval(PEER_POLL);
+        loop {
+            tokio::select! {
+                vote = &mut decision => return match vote {
+                    Ok(Vote::Approved { approvers, comment }) => Ending {
+                        outcome: "approved",
+                        approvers,
+                        reason: comment,
+                        resume: true,
+                    },
+                    Ok(Vote::Denied { by, reason }) => Ending {
+                        outcome: "denied",
+                        approvers: vec![by],
+                        reason,
+                        resume: false,
+                    },
+                    Ok(Vote::Expired) => refused("expired", None),
+                    Ok(Vote::Cancelled) => refused("cancelled", None),
+                    Err(e) => refused("unavailable", Some(e.to_string())),
+                },
+                () = &mut deadline => {
+                    channel.cancel(&ticket);
+                    return refused("expired", None);
+                }
+                _ = poll.tick() => {
+                    if !self.lock().contains_key(&pid) {
+                        channel.cancel(&ticket);
+                        return refused("cancelled", Some("the agent is stopping".into()));
+                    }
+                    if peer::client_gone(pid) {
+                        channel.cancel(&ticket);
+                        return refused("cancelled", Some("the client disconnected while held".into()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn emit(&self, event: Event) {
+        let _ = self.inner.events.send(event).await;
+    }
+
+    fn save(&self) {
+        let records: Vec<HeldRecord> = self.lock().values().map(|h| h.record.clone()).collect();
+        if let Err(e) = self.inner.state.store(&records) {
+            error!(error = %e, "cannot record held backends");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Held>> {
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The `decision` event for a hold (or a termination without a request).
+fn decision_event(base: &Event, id: Option<Uuid>) -> Event {
+    Event {
+        kind: Some(EventType::Decision),
+        ts: format_ts(SystemTime::now()),
+        request_id: id.map(|id| id.to_string()),
+        ..base.clone()
+    }
+}
+
+/// Neutralises a stopped backend's statement and ends its session; kills it when the
+/// statement cannot be neutralised (the statement must never run).
+fn end_backend(record: &HeldRecord) {
+    let pid = record.pid;
+    let result: Result<(), ProcessError> = neutralise::neutralise(pid, record.buf_addr, record.len)
+        .and_then(|()| neutralise::terminate(pid));
+    if let Err(e) = result {
+        error!(pid, error = %e, "cannot neutralise the held statement: killing the backend");
+        if let Err(e) = neutralise::kill_hard(pid) {
+            error!(pid, error = %e, "cannot kill the held backend");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Facts, PolicySet};
+
+    const POLICY: &str = r#"
+identities:
+  - name: bot
+    kind: ai_agent
+    match:
+      application_name: bot
+rules:
+  - name: bot-ddl
+    match:
+      kind: ai_agent
+      class: ddl
+    outcome:
+      require_approval:
+        approvers: [dba]
+        timeout: 30s
+  - name: bot-delete
+    match:
+      kind: ai_agent
+      class: delete
+    outcome:
+      deny:
+        message: no deletes
+  - name: bot-write
+    match:
+      kind: ai_agent
+      class: write
+    outcome:
+      require_approval:
+        approvers: [dba]
+    unmediated: audit
+  - name: bot-privilege
+    match:
+      kind: ai_agent
+      class: privilege
+    outcome:
+      require_approval:
+        approvers: [dba]
+    unmediated: terminate
+"#;
+
+    #[test]
+    fn plans_follow_the_outcome_and_the_rules_unmediated_setting() {
+        let policy = PolicySet::from_sources(&[("p.yaml".into(), POLICY.into())]).unwrap();
+        assert!(policy.stops_unmediated());
+        let facts = Facts {
+            application_name: Some("bot".into()),
+            unmediated: true,
+            ..Facts::default()
+        };
+        let ask = Plan::Ask(Approval {
+            approvers: vec!["dba".into()],
+            quorum: 1,
+            timeout: Duration::from_secs(30),
+            break_glass_group: None,
+        });
+        for (sql, want) in [
+            ("DROP TABLE t", ask),
+            ("SELECT 1", Plan::Resume),
+            ("DELETE FROM t", Plan::End),
+            ("UPDATE t SET a = 1", Plan::Resume),
+            ("GRANT SELECT ON t TO x", Plan::End),
+        ] {
+            let decision = policy.evaluate(&facts, sql, SystemTime::now());
+            assert_eq!(Plan::for_decision(&decision), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn keywords_fit_the_kernel_key() {
+        for word in KEYWORDS {
+            assert!(word.len() < agent_common::KEYWORD_LEN, "{word}");
+            assert_eq!(*word, word.to_ascii_uppercase());
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! Holding in the kernel: `dbward run --hold-unmediated` stops a session that bypasses the
+//! shim before a risky statement is parsed, asks an approver, and resumes, neutralises or
+//! terminates the backend. Real cluster, real psql clients, real `dbward approvals`.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use dbward_e2e::agent::{Agent, dbward_bin};
+use dbward_e2e::pg::{Cluster, PG_BIN};
+use dbward_e2e::wait_for;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const POLICY: &str = r#"
+identities:
+  - name: hold-bot
+    kind: ai_agent
+    match:
+      application_name: hold-bot
+rules:
+  - name: bot-ddl-needs-approval
+    match:
+      kind: ai_agent
+      class: ddl
+    outcome:
+      require_approval:
+        approvers: [root]
+        timeout: 120s
+    unmediated: hold
+  - name: bot-privilege-ends-the-session
+    match:
+      kind: ai_agent
+      class: privilege
+    outcome:
+      deny:
+        message: no grants from bots
+    unmediated: terminate
+"#;
+
+/// A policy directory with [`POLICY`].
+fn policy_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("policy dir");
+    std::fs::write(dir.path().join("10-hold.yaml"), POLICY).expect("write policy");
+    dir
+}
+
+fn start_agent(cluster: &Cluster, policy: &Path, state: &Path) -> Agent {
+    start_agent_with_config(cluster, "", policy, state)
+}
+
+fn start_agent_with_config(cluster: &Cluster, config: &str, policy: &Path, state: &Path) -> Agent {
+    let state = state.display().to_string();
+    Agent::start_with_policy(
+        Some(cluster.pid),
+        config,
+        policy,
+        &["--hold-unmediated", "--held-state", &state],
+    )
+}
+
+/// `psql` as the OS user `postgres` (not root: root approves), straight to the server.
+fn spawn_psql(cluster: &Cluster, sql: &str) -> Child {
+    spawn_psql_to(cluster.port, sql)
+}
+
+/// `psql` as the OS user `postgres` to `port` on 127.0.0.1.
+fn spawn_psql_to(port: u16, sql: &str) -> Child {
+    use std::os::unix::process::CommandExt as _;
+    let user = nix::unistd::User::from_name("postgres")
+        .expect("look up the postgres user")
+        .expect("the postgres OS user exists");
+    Command::new(format!("{PG_BIN}/psql"))
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .current_dir("/")
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=postgres dbname=postgres application_name=hold-bot"
+        ))
+        .args(["-c", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn psql")
+}
+
+fn finish(child: Child, within: Duration) -> (bool, String) {
+    let pid = child.id();
+    let done = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.0.send(child.wait_with_output());
+    });
+    let out: Output = done
+        .1
+        .recv_timeout(within)
+        .unwrap_or_else(|_| panic!("psql {pid} did not finish within {within:?}"))
+        .expect("psql output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn hold_event(agent: &Agent, marker: &str) -> Value {
+    let events = agent.wait_events(&format!("a hold event for {marker}"), WAIT, |events| {
+        events.iter().any(|e| is_hold(e, marker))
+    });
+    events.into_iter().find(|e| is_hold(e, marker)).unwrap()
+}
+
+fn is_hold(e: &Value, marker: &str) -> bool {
+    e["type"] == "hold" && e["sql"].as_str().is_some_and(|s| s.contains(marker))
+}
+
+/// The process state letter of `pid` (`T` = stopped), or `None` once it is gone.
+fn proc_state(pid: u64) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+fn approvals(agent: &Agent, verb: &str, id: &str, extra: &[&str]) -> String {
+    let out = Command::new(dbward_bin())
+        .args(["approvals", verb, id, "--socket"])
+        .arg(&agent.socket)
+        .args(extra)
+        .output()
+        .expect("run dbward approvals");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "dbward approvals {verb} {id}: {text}");
+    text
+}
+
+fn table_exists(cluster: &Cluster, table: &str) -> bool {
+    cluster
+        .admin(&format!("SELECT to_regclass('{table}') IS NOT NULL"))
+        .trim()
+        == "t"
+}
+
+/// The held backend's pid, after checking the kernel really stopped it.
+fn stopped_backend(hold: &Value) -> u64 {
+    let pid = hold["backend_pid"]
+        .as_u64()
+        .expect("hold event has backend_pid");
+    assert_eq!(
+        proc_state(pid),
+        Some('T'),
+        "backend {pid} is not stopped while held"
+    );
+    pid
+}
+
+#[test]
+fn approved_statement_runs_after_the_hold() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_approve(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let client = spawn_psql(&cluster, "DROP TABLE held_approve");
+    let hold = hold_event(&agent, "held_approve");
+    stopped_backend(&hold);
+    assert!(table_exists(&cluster, "held_approve"), "dropped while held");
+    let id = hold["request_id"].as_str().expect("request_id");
+    approvals(&agent, "approve", id, &[]);
+
+    let (ok, out) = finish(client, WAIT);
+    assert!(ok, "approved DROP failed: {out}");
+    assert!(!table_exists(&cluster, "held_approve"));
+    agent.wait_events("the approval decision", WAIT, |events| {
+        events
+            .iter()
+            .any(|e| e["type"] == "decision" && e["request_id"] == id && e["outcome"] == "approved")
+    });
+}
+
+#[test]
+fn denied_statement_never_runs_and_the_session_ends() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_deny(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let client = spawn_psql(&cluster, "DROP TABLE held_deny");
+    let hold = hold_event(&agent, "held_deny");
+    stopped_backend(&hold);
+    let id = hold["request_id"].as_str().expect("request_id");
+    approvals(
+        &agent,
+        "deny",
+        id,
+        &["--reason", "not during business hours"],
+    );
+
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "denied DROP succeeded: {out}");
+    assert!(
+        out.contains("terminating connection due to administrator command"),
+        "{out}"
+    );
+    assert!(table_exists(&cluster, "held_deny"), "denied DROP ran");
+    let events = agent.wait_events("the denial decision", WAIT, |events| {
+        events
+            .iter()
+            .any(|e| e["type"] == "decision" && e["request_id"] == id)
+    });
+    let decision = events
+        .iter()
+        .find(|e| e["type"] == "decision" && e["request_id"] == id)
+        .unwrap();
+    assert_eq!(decision["outcome"], "denied");
+    assert_eq!(decision["action"], "terminated");
+}
+
+#[test]
+fn a_backend_held_when_the_agent_dies_is_ended_by_the_next_agent_without_running() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_crash(x int)");
+    let policy = policy_dir();
+    let state_dir = tempfile::tempdir().expect("state dir");
+    let state = state_dir.path().join("held.json");
+    let agent = start_agent(&cluster, policy.path(), &state);
+
+    let client = spawn_psql(&cluster, "DROP TABLE held_crash");
+    let pid = stopped_backend(&hold_event(&agent, "held_crash"));
+    agent.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        proc_state(pid),
+        Some('T'),
+        "backend {pid} should stay stopped while no agent runs"
+    );
+
+    let _next = start_agent(&cluster, policy.path(), &state);
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "DROP held across an agent crash succeeded: {out}");
+    assert!(
+        out.contains("terminating connection due to administrator command"),
+        "{out}"
+    );
+    assert!(
+        table_exists(&cluster, "held_crash"),
+        "DROP ran after the crash"
+    );
+    assert!(
+        wait_for(WAIT, || proc_state(pid).is_none().then_some(())).is_some(),
+        "backend {pid} still exists"
+    );
+}
+
+#[test]
+fn unflagged_statements_are_never_stopped() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_read(x int); INSERT INTO held_read VALUES (7)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let client = spawn_psql(&cluster, "SELECT x AS read_marker FROM held_read");
+    let (ok, out) = finish(client, Duration::from_secs(10));
+    assert!(ok && out.contains('7'), "{out}");
+    let events = agent.wait_events("the read's statement event", WAIT, |events| {
+        events.iter().any(|e| {
+            e["type"] == "statement" && e["sql"].as_str().is_some_and(|s| s.contains("read_marker"))
+        })
+    });
+    assert!(
+        !events.iter().any(|e| is_hold(e, "read_marker")),
+        "a SELECT was held"
+    );
+}
+
+#[test]
+fn a_held_backend_whose_client_disconnects_is_ended_without_running() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_gone(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let mut client = spawn_psql(&cluster, "DROP TABLE held_gone");
+    let hold = hold_event(&agent, "held_gone");
+    let pid = stopped_backend(&hold);
+    let id = hold["request_id"].as_str().expect("request_id");
+    client.kill().expect("kill psql");
+    let _ = client.wait();
+
+    let events = agent.wait_events("the cancelled hold", WAIT, |events| {
+        events
+            .iter()
+            .any(|e| e["type"] == "decision" && e["request_id"] == id)
+    });
+    let decision = events
+        .iter()
+        .find(|e| e["type"] == "decision" && e["request_id"] == id)
+        .unwrap();
+    assert_eq!(decision["outcome"], "cancelled", "{decision}");
+    assert!(
+        wait_for(WAIT, || proc_state(pid).is_none().then_some(())).is_some(),
+        "backend {pid} still exists"
+    );
+    assert!(
+        table_exists(&cluster, "held_gone"),
+        "DROP ran after the client left"
+    );
+}
+
+#[test]
+fn a_terminate_rule_ends_the_session_before_the_statement_runs() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_grant(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    // The kernel's pre-screen skips comments and ignores case.
+    let client = spawn_psql(
+        &cluster,
+        "/* from the bot */ -- a note\n  grant select on held_grant to public",
+    );
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "terminated GRANT succeeded: {out}");
+    assert!(
+        out.contains("terminating connection due to administrator command"),
+        "{out}"
+    );
+    let acl = cluster.admin("SELECT relacl IS NULL FROM pg_class WHERE relname = 'held_grant'");
+    assert_eq!(acl.trim(), "t", "the GRANT ran");
+    let events = agent.wait_events("the termination", WAIT, |events| {
+        events
+            .iter()
+            .any(|e| e["type"] == "decision" && e["action"] == "terminated")
+    });
+    let decision = events
+        .iter()
+        .find(|e| e["type"] == "decision" && e["action"] == "terminated")
+        .unwrap();
+    assert_eq!(decision["outcome"], "deny");
+    assert_eq!(decision["rule"], "bot-privilege-ends-the-session");
+}
+
+#[test]
+fn statements_through_the_shim_are_decided_by_the_shim_not_stopped_in_the_kernel() {
+    let cluster = Cluster::start();
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let shim_port = dbward_e2e::free_port();
+    let config = format!(
+        "[shim]\nlisten_tcp = [\"127.0.0.1:{shim_port}\"]\nupstream = \"127.0.0.1:{}\"\n",
+        cluster.port
+    );
+    let agent = start_agent_with_config(
+        &cluster,
+        &config,
+        policy.path(),
+        &state.path().join("held.json"),
+    );
+
+    let client = spawn_psql_to(shim_port, "CREATE TABLE via_shim(x int)");
+    let hold = hold_event(&agent, "via_shim");
+    assert_eq!(hold["source"], "shim", "{hold}");
+    let id = hold["request_id"].as_str().expect("request_id");
+    approvals(&agent, "approve", id, &[]);
+    let (ok, out) = finish(client, WAIT);
+    assert!(ok, "approved CREATE through the shim failed: {out}");
+    assert!(table_exists(&cluster, "via_shim"));
+    assert!(
+        !agent
+            .events()
+            .iter()
+            .any(|e| e["type"] == "hold" && e["source"] == "kernel"),
+        "the shim's upstream session was held in the kernel"
+    );
+}
+
+#[test]
+fn stopping_the_agent_ends_held_backends_without_running_their_statements() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_stop(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let mut agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let client = spawn_psql(&cluster, "DROP TABLE held_stop");
+    let hold = hold_event(&agent, "held_stop");
+    stopped_backend(&hold);
+    let status = agent.stop();
+    assert!(status.success(), "agent exited with {status}");
+    agent.wait_events(
+        "the decision for the backend ended at shutdown",
+        WAIT,
+        |events| {
+            events.iter().any(|e| {
+                e["type"] == "decision"
+                    && e["request_id"] == hold["request_id"]
+                    && e["outcome"] == "cancelled"
+                    && e["action"] == "terminated"
+            })
+        },
+    );
+
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "DROP held at agent shutdown succeeded: {out}");
+    assert!(
+        out.contains("terminating connection due to administrator command"),
+        "{out}"
+    );
+    assert!(
+        table_exists(&cluster, "held_stop"),
+        "DROP ran at agent shutdown"
+    );
+}
