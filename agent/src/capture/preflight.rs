@@ -62,7 +62,7 @@ fn privileges() -> Result<(), MissingFeature> {
         Err(missing(
             "privileges",
             format!(
-                "the agent needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); effective capabilities are {effective:#x}: run as root or under the dbward systemd unit"
+                "the agent needs CAP_BPF and CAP_PERFMON (and CAP_SYS_ADMIN to attach uprobes, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to inspect processes and tracefs); effective capabilities are {effective:#x}: run as root or under the dbward systemd unit"
             ),
         ))
     }

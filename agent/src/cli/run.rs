@@ -281,7 +281,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let (live, _) = broadcast::channel::<Arc<Event>>(65536);
     let (capture_tx, mut capture_rx) = mpsc::channel::<CaptureMessage>(65536);
-    let capture_task = tokio::spawn(capture.run(capture_tx));
+    let mut capture_task = tokio::spawn(capture.run(capture_tx));
     let control_task = tokio::spawn(crate::control::serve(
         listener,
         crate::control::ControlState {
@@ -308,7 +308,12 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             message = capture_rx.recv() => {
                 let Some(message) = message else {
-                    break Err(anyhow::anyhow!("the kernel capture stopped"));
+                    let cause = match (&mut capture_task).await {
+                        Ok(Ok(())) => "it ended".to_owned(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    break Err(anyhow::anyhow!("the kernel capture stopped: {cause}"));
                 };
                 let event = match message {
                     CaptureMessage::Kernel(held @ KernelEvent::Held { origin, buf_addr, full_len, .. }) => {
