@@ -73,9 +73,9 @@ pub struct Client {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
     /// How the local process was tied to the session: `socket_tuple` (loopback TCP port),
-    /// `peer_credentials` (SO_PEERCRED of the unix socket), or `latest_connect` (the
-    /// backend was gone before its credentials could be read; the newest connect to the
-    /// same socket is assumed).
+    /// `peer_credentials` (SO_PEERCRED of the unix socket), or `latest_connect` (the client
+    /// or backend was gone before its socket could be read; the newest such connect to the
+    /// same server port or socket is assumed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identified_by: Option<String>,
 }

@@ -115,6 +115,7 @@ pub struct Correlator<I> {
     clients_by_port: HashMap<u16, (Client, u64)>,
     clients_by_pid: HashMap<u32, (Client, u64)>,
     latest_by_socket: HashMap<String, (Client, u64)>,
+    unresolved_tcp: HashMap<u16, (Client, u64)>,
 }
 
 impl<I: Inspector> Correlator<I> {
@@ -129,6 +130,7 @@ impl<I: Inspector> Correlator<I> {
             clients_by_port: HashMap::new(),
             clients_by_pid: HashMap::new(),
             latest_by_socket: HashMap::new(),
+            unresolved_tcp: HashMap::new(),
         }
     }
 
@@ -338,9 +340,19 @@ impl<I: Inspector> Correlator<I> {
         };
         self.inspector.describe_process(&mut client, origin.pid);
         match server {
-            SockAddr::Tcp { .. } => {
-                if let Some(port) = self.inspector.tcp_local_port(origin.pid, fd) {
-                    self.clients_by_port.insert(port, (client, origin.ktime_ns));
+            SockAddr::Tcp {
+                port: server_port, ..
+            } => {
+                match self.inspector.tcp_local_port(origin.pid, fd) {
+                    Some(port) => {
+                        self.clients_by_port.insert(port, (client, origin.ktime_ns));
+                    }
+                    // The client was gone (or its socket closed) before we could read its
+                    // port: keep it as the newest unresolved connect to that server port.
+                    None => {
+                        self.unresolved_tcp
+                            .insert(server_port, (client, origin.ktime_ns));
+                    }
                 }
             }
             SockAddr::Unix { path } => {
@@ -361,6 +373,8 @@ impl<I: Inspector> Correlator<I> {
             .retain(|_, (_, t)| now.saturating_sub(*t) < ttl);
         self.latest_by_socket
             .retain(|_, (_, t)| now.saturating_sub(*t) < ttl);
+        self.unresolved_tcp
+            .retain(|_, (_, t)| now.saturating_sub(*t) < ttl);
     }
 
     /// The client of a session: its address, and for local clients who they are.
@@ -368,15 +382,27 @@ impl<I: Inspector> Correlator<I> {
         let session = self.sessions.get(&backend)?;
         let mut client = match &session.peer {
             SockAddr::Tcp { ip, port } => {
-                let found = is_local(ip)
+                let local = is_local(ip);
+                let found = local
                     .then(|| self.clients_by_port.remove(port).map(|(c, _)| c))
                     .flatten();
+                let server_port = self
+                    .postmasters
+                    .get(&session.postmaster)
+                    .and_then(|pm| pm.port);
                 let mut c = match found {
                     Some(mut c) => {
                         c.identified_by = Some("socket_tuple".into());
                         c
                     }
-                    None => Client::default(),
+                    None => local
+                        .then(|| server_port.and_then(|p| self.unresolved_tcp.remove(&p)))
+                        .flatten()
+                        .map(|(mut c, _)| {
+                            c.identified_by = Some("latest_connect".into());
+                            c
+                        })
+                        .unwrap_or_default(),
                 };
                 c.addr = Some(ip.to_string());
                 c.port = Some(*port);

@@ -237,3 +237,25 @@ fn non_utf8_statements_are_escaped() {
     assert_eq!(e.sql.as_deref(), Some("SELECT '\\xff'"));
     assert_eq!(e.sql_escaped, Some(true));
 }
+
+#[test]
+fn a_tcp_client_gone_before_its_port_was_read_is_the_latest_connect() {
+    let mut host = FakeHost::default();
+    host.exes.insert(700, "/usr/bin/psql");
+    let mut c = correlator(host);
+    c.handle(KernelEvent::Connect {
+        origin: origin(700, 1),
+        gid: 0,
+        fd: 3,
+        cgroup_id: 0,
+        comm: "psql".into(),
+        server: tcp(5432),
+    });
+    let start = open(&mut c, 200, 7, tcp(40000), 10);
+    let client = start.client.unwrap();
+    assert_eq!(client.pid, Some(700));
+    assert_eq!(client.identified_by.as_deref(), Some("latest_connect"));
+    // Used once: the next session without a record is not attributed to it.
+    let next = open(&mut c, 201, 7, tcp(40001), 20).client.unwrap();
+    assert_eq!(next.pid, None);
+}
