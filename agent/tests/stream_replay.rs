@@ -389,6 +389,7 @@ async fn restarted_streamer_resumes_from_its_cursor_without_resending() {
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let first = Streamer::new(options.clone(), log.subscribe_synced()).expect("streamer");
+    let first_metrics = first.metrics();
     let first_run = tokio::spawn(first.run(async {
         let _ = stopped.await;
     }));
@@ -397,8 +398,10 @@ async fn restarted_streamer_resumes_from_its_cursor_without_resending() {
     }
     let durable = log.flush().await.expect("flush");
     tokio::task::block_in_place(|| {
+        // Stored at the endpoint *and* acknowledged to the streamer (which persists its
+        // cursor before counting the ack): stopping earlier would rightly resend the batch.
         wait_for("the first thousand", Duration::from_secs(60), || {
-            stored() >= durable
+            stored() >= durable && first_metrics.snapshot().acked_seq >= durable
         })
     });
     stop.send(()).expect("stop the first streamer");
