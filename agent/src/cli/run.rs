@@ -357,7 +357,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                         }
                         Some(cluster_event(&host, &pm))
                     }
-                    CaptureMessage::Existing(backend) => correlator.add_existing(&backend, now_ktime()),
+                    CaptureMessage::Existing(backend) => correlator.add_existing(&backend, crate::session::monotonic_ns()),
                     CaptureMessage::Drops(drops) => {
                         warn!(?drops, "the kernel dropped events (ring buffer full)");
                         drops_total = drops.clone();
@@ -434,12 +434,6 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         "dbward agent stopped"
     );
     result.map(|()| ExitCode::SUCCESS)
-}
-
-fn now_ktime() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
 }
 
 fn cluster_event(host: &str, pm: &crate::capture::discover::Postmaster) -> Event {

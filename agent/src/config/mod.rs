@@ -165,13 +165,16 @@ impl AgentConfig {
 
     /// The host name used in events.
     pub fn host(&self) -> String {
-        self.host.clone().unwrap_or_else(|| {
-            nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "localhost".into())
-        })
+        self.host.clone().unwrap_or_else(system_host_name)
     }
+}
+
+/// The kernel's host name (`localhost` when it cannot be read).
+pub fn system_host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -52,12 +52,17 @@ pub struct Clock {
     offset_ns: i128,
 }
 
+/// CLOCK_MONOTONIC now, in nanoseconds: the kernel events' time base.
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
 impl Clock {
     /// Measures the offset between the two clocks now.
     pub fn now() -> Self {
-        let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-            .map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
-            .unwrap_or(0);
+        let mono = i128::from(monotonic_ns());
         let wall = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)

@@ -92,17 +92,6 @@ pub struct BoundShim {
     unix: Vec<(UnixListener, PathBuf)>,
 }
 
-fn host_name() -> String {
-    let mut buf = [0_u8; 256];
-    // SAFETY: buf is valid for buf.len() bytes; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 impl Shim {
     /// Validates `config` and loads TLS material. `gate` decides each statement,
     /// `approvals` takes held statements, `events` receives [`ShimEvent`]s (never awaited:
@@ -121,7 +110,10 @@ impl Shim {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
             _ => None,
         };
-        let host = config.host_name.clone().unwrap_or_else(host_name);
+        let host = config
+            .host_name
+            .clone()
+            .unwrap_or_else(crate::config::system_host_name);
         Ok(Self {
             ctx: Ctx {
                 upstream: Upstream {
