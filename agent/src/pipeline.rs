@@ -3,10 +3,8 @@
 
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
-
-use crate::audit::AuditEvent;
-use crate::audit::event as audit;
+use crate::audit::Payload;
+use crate::audit::canonical::CanonicalError;
 use crate::event::{Event, EventType, format_ts};
 use crate::policy::{Facts, PolicySet};
 use crate::shim::events::{Action, ShimEvent, Verdict};
@@ -179,67 +177,59 @@ pub fn judge_kernel_statement(event: &mut Event, policy: &PolicySet, agent_pid: 
     event.action = Some("recorded".into());
 }
 
-/// Everything of an event except the fields named in `skip`, as audit payload.
-fn extra(event: &Event, skip: &[&str]) -> Map<String, Value> {
-    let Ok(Value::Object(mut map)) = serde_json::to_value(event) else {
-        return Map::new();
-    };
-    for key in ["type", "ts"].iter().chain(skip) {
-        map.remove(*key);
+/// The audit record payload for a stream event (`None` for events that are not audited:
+/// `cluster_attached` is part of the agent's own log). The record carries every field of the
+/// event under the same names, except `sql` (stored as `statement`) and `policy_sha256`
+/// (`content_sha256`), with the members [`crate::audit::event`]'s types require defaulted.
+/// Built without an intermediate `serde_json::Value`: this runs for every statement.
+pub fn audit_payload(event: &Event) -> Option<Result<Payload, CanonicalError>> {
+    let kind = event.kind?;
+    if kind == EventType::ClusterAttached {
+        return None;
     }
-    map
-}
-
-/// The audit record for a stream event (`None` for events that are not audited:
-/// `cluster_attached` is part of the agent's own log).
-pub fn audit_record(event: &Event) -> Option<AuditEvent> {
-    let session_id = event.session_id.clone().unwrap_or_default();
-    Some(match event.kind? {
-        EventType::SessionStart => AuditEvent::SessionStart(audit::SessionStart {
-            session_id,
-            extra: extra(event, &["session_id"]),
-        }),
-        EventType::SessionEnd => AuditEvent::SessionEnd(audit::SessionEnd {
-            session_id,
-            extra: extra(event, &["session_id"]),
-        }),
-        EventType::Statement => AuditEvent::Statement(audit::Statement {
-            session_id,
-            statement: event.sql.clone().unwrap_or_default(),
-            outcome: event.outcome.clone().unwrap_or_else(|| "observed".into()),
-            rule: event.rule.clone(),
-            class: event.class.clone(),
-            extra: extra(event, &["session_id", "sql", "outcome", "rule", "class"]),
-        }),
-        EventType::Hold => AuditEvent::Hold(audit::Hold {
-            session_id,
-            request_id: event.request_id.clone().unwrap_or_default(),
-            rule: event.rule.clone(),
-            extra: extra(event, &["session_id", "request_id", "rule"]),
-        }),
-        EventType::Decision => AuditEvent::Decision(audit::Decision {
-            request_id: event.request_id.clone().unwrap_or_default(),
-            outcome: event.outcome.clone().unwrap_or_default(),
-            approvers: event.approvers.clone().unwrap_or_default(),
-            signature: None,
-            extra: extra(event, &["request_id", "outcome", "approvers"]),
-        }),
-        EventType::KernelDrops => AuditEvent::KernelDrops(audit::KernelDrops {
-            count: event.drops.as_ref().map_or(0, |d| d.values().sum()),
-            extra: extra(event, &[]),
-        }),
-        EventType::PolicyReload => AuditEvent::PolicyReload(audit::PolicyReload {
-            content_sha256: event.policy_sha256.clone().unwrap_or_default(),
-            extra: extra(event, &["policy_sha256"]),
-        }),
-        EventType::ClusterAttached => return None,
-    })
+    Some(Payload::from_serialize(event).and_then(|mut p| {
+        // The log stamps its own `ts`.
+        p.remove("ts");
+        match kind {
+            EventType::SessionStart | EventType::SessionEnd => {
+                p.insert_default("session_id", "")?;
+            }
+            EventType::Statement => {
+                p.insert_default("session_id", "")?;
+                p.rename("sql", "statement");
+                p.insert_default("statement", "")?;
+                p.insert_default("outcome", "observed")?;
+            }
+            EventType::Hold => {
+                p.insert_default("session_id", "")?;
+                p.insert_default("request_id", "")?;
+            }
+            EventType::Decision => {
+                p.insert_default("request_id", "")?;
+                p.insert_default("outcome", "")?;
+                p.insert_default("approvers", &[] as &[String])?;
+            }
+            EventType::KernelDrops => {
+                let count: u64 = event.drops.as_ref().map_or(0, |d| d.values().sum());
+                p.insert("count", &count)?;
+            }
+            EventType::PolicyReload => {
+                p.rename("policy_sha256", "content_sha256");
+                p.insert_default("content_sha256", "")?;
+            }
+            EventType::ClusterAttached => {}
+        }
+        Ok(p)
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::AuditEvent;
+    use crate::audit::event as audit;
     use crate::event::Client;
+    use serde_json::{Map, Value};
 
     const POLICY: &str = r#"
 identities:
@@ -295,20 +285,141 @@ rules:
         assert_eq!(e.outcome, None);
     }
 
+    /// The typed records the payloads must equal byte for byte (the audit log's contract
+    /// before records were built without `serde_json::Value`).
+    fn typed_record(event: &Event) -> Option<AuditEvent> {
+        fn extra(event: &Event, skip: &[&str]) -> Map<String, Value> {
+            let Ok(Value::Object(mut map)) = serde_json::to_value(event) else {
+                return Map::new();
+            };
+            for key in ["type", "ts"].iter().chain(skip) {
+                map.remove(*key);
+            }
+            map
+        }
+        let session_id = event.session_id.clone().unwrap_or_default();
+        Some(match event.kind? {
+            EventType::SessionStart => AuditEvent::SessionStart(audit::SessionStart {
+                session_id,
+                extra: extra(event, &["session_id"]),
+            }),
+            EventType::SessionEnd => AuditEvent::SessionEnd(audit::SessionEnd {
+                session_id,
+                extra: extra(event, &["session_id"]),
+            }),
+            EventType::Statement => AuditEvent::Statement(audit::Statement {
+                session_id,
+                statement: event.sql.clone().unwrap_or_default(),
+                outcome: event.outcome.clone().unwrap_or_else(|| "observed".into()),
+                rule: event.rule.clone(),
+                class: event.class.clone(),
+                extra: extra(event, &["session_id", "sql", "outcome", "rule", "class"]),
+            }),
+            EventType::Hold => AuditEvent::Hold(audit::Hold {
+                session_id,
+                request_id: event.request_id.clone().unwrap_or_default(),
+                rule: event.rule.clone(),
+                extra: extra(event, &["session_id", "request_id", "rule"]),
+            }),
+            EventType::Decision => AuditEvent::Decision(audit::Decision {
+                request_id: event.request_id.clone().unwrap_or_default(),
+                outcome: event.outcome.clone().unwrap_or_default(),
+                approvers: event.approvers.clone().unwrap_or_default(),
+                signature: None,
+                extra: extra(event, &["request_id", "outcome", "approvers"]),
+            }),
+            EventType::KernelDrops => AuditEvent::KernelDrops(audit::KernelDrops {
+                count: event.drops.as_ref().map_or(0, |d| d.values().sum()),
+                extra: extra(event, &[]),
+            }),
+            EventType::PolicyReload => AuditEvent::PolicyReload(audit::PolicyReload {
+                content_sha256: event.policy_sha256.clone().unwrap_or_default(),
+                extra: extra(event, &["policy_sha256"]),
+            }),
+            EventType::ClusterAttached => return None,
+        })
+    }
+
+    fn canonical_of_payload(event: &Event) -> Option<String> {
+        let mut out = Vec::new();
+        audit_payload(event)?.expect("payload").write(&mut out);
+        Some(String::from_utf8(out).expect("utf8"))
+    }
+
+    fn canonical_of_typed(event: &Event) -> Option<String> {
+        let mut out = Vec::new();
+        crate::audit::record::write_canonical(
+            &serde_json::to_value(typed_record(event)?).expect("to_value"),
+            &mut out,
+        );
+        Some(String::from_utf8(out).expect("utf8"))
+    }
+
+    #[test]
+    fn payloads_equal_the_typed_records_for_every_event_type() {
+        let kinds = [
+            EventType::SessionStart,
+            EventType::Statement,
+            EventType::SessionEnd,
+            EventType::KernelDrops,
+            EventType::ClusterAttached,
+            EventType::Hold,
+            EventType::Decision,
+            EventType::PolicyReload,
+        ];
+        let full = Event {
+            ts: "2026-11-24T00:00:00.000000001Z".into(),
+            backend_pid: Some(4242),
+            database: Some("shop".into()),
+            db_user: Some("app".into()),
+            sql_escaped: Some(true),
+            outcome: Some("deny".into()),
+            rule: Some("no-ddl".into()),
+            class: Some("ddl".into()),
+            request_id: Some("r-1".into()),
+            approvers: Some(vec!["alice".into(), "bob".into()]),
+            rows: Some(10),
+            reason: Some("ticket \"42\" \u{e9}".into()),
+            policy_sha256: Some("ab".repeat(32)),
+            drops: Some([("statement".to_owned(), 3), ("login".to_owned(), 4)].into()),
+            unmediated: Some(true),
+            ..statement(77, "psql", "DROP TABLE t -- é")
+        };
+        let sparse = Event {
+            session_id: None,
+            sql: None,
+            client: None,
+            ..Event::default()
+        };
+        for kind in kinds {
+            for base in [&full, &sparse] {
+                let event = Event {
+                    kind: Some(kind),
+                    ..base.clone()
+                };
+                assert_eq!(
+                    canonical_of_payload(&event),
+                    canonical_of_typed(&event),
+                    "{kind:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn statements_become_statement_records_with_their_identity() {
         let mut e = statement(77, "psql", "SELECT 1");
         e.outcome = Some("audit".into());
-        let Some(AuditEvent::Statement(s)) = audit_record(&e) else {
-            panic!("not a statement record")
-        };
+        let record: Value =
+            serde_json::from_str(&canonical_of_payload(&e).expect("audited")).expect("json");
+        assert_eq!(record["type"], "statement");
         assert_eq!(
-            (s.session_id.as_str(), s.statement.as_str()),
-            ("s1", "SELECT 1")
+            (record["session_id"].as_str(), record["statement"].as_str()),
+            (Some("s1"), Some("SELECT 1"))
         );
-        assert_eq!(s.outcome, "audit");
-        assert_eq!(s.extra["application_name"], "psql");
-        assert_eq!(s.extra["client"]["pid"], 77);
-        assert!(!s.extra.contains_key("sql") && !s.extra.contains_key("type"));
+        assert_eq!(record["outcome"], "audit");
+        assert_eq!(record["application_name"], "psql");
+        assert_eq!(record["client"]["pid"], 77);
+        assert!(record.get("sql").is_none() && record.get("ts").is_none());
     }
 }

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use super::AuditError;
+use super::canonical::Payload;
 use super::config::AuditConfig;
 use super::event::{AuditEvent, Extra};
 use super::key::HostKey;
@@ -30,7 +31,7 @@ pub(super) struct Sequencer {
 }
 
 impl Sequencer {
-    fn push(&mut self, payload: Map<String, Value>) -> Result<u64, AuditError> {
+    fn push(&mut self, payload: Payload) -> Result<u64, AuditError> {
         let seq = self.next_seq;
         self.tx
             .send(Msg::Event {
@@ -199,6 +200,17 @@ impl AuditLog {
             return Err(AuditError::ReservedType("checkpoint"));
         }
         let payload = to_payload(event)?;
+        self.lock()?.push(payload)
+    }
+
+    /// Appends a payload built by the caller (an object with a `type` member, see
+    /// [`Payload`]); the fast path for the agent's event stream. Like [`AuditLog::append`].
+    pub fn append_payload(&self, payload: Payload) -> Result<u64, AuditError> {
+        match payload.raw("type") {
+            Some(b"\"checkpoint\"") => return Err(AuditError::ReservedType("checkpoint")),
+            Some(_) => {}
+            None => return Err(AuditError::Encode("a record payload needs a `type`".into())),
+        }
         self.lock()?.push(payload)
     }
 

@@ -2,6 +2,7 @@
 //! signed checkpoints, rotation/retention, crash resume and verification.
 //!
 //! - [`event`] — the `AuditEvent` types callers append.
+//! - [`canonical`] — canonical JSON written straight from `Serialize` types (`Payload`).
 //! - [`record`] — canonical JSON, sealing and checking records, the chain tip (pure).
 //! - [`checkpoint`] — what checkpoints sign, making and verifying them (pure).
 //! - [`key`] — the host's ed25519 key files.
@@ -12,6 +13,7 @@
 //! - [`verify`] — `verify_path`: find the first bad record.
 //! - [`config`] — the `[audit]` section of agent.toml.
 
+pub mod canonical;
 pub mod checkpoint;
 pub mod config;
 pub mod event;
@@ -25,6 +27,7 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use canonical::Payload;
 pub use config::AuditConfig;
 pub use event::AuditEvent;
 pub use log::{AuditLog, AuditOptions, OpenReport};

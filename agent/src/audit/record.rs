@@ -4,6 +4,8 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::canonical::Payload;
+
 /// `prev_hash` of the very first record of a log.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -96,14 +98,16 @@ pub struct Sealed {
 ///
 /// The hash is the hex sha256 of the canonical JSON of the record without `hash`; the line is
 /// that canonical JSON with `"hash":"…"` appended as the last member.
-pub fn seal(header: &Header<'_>, mut payload: Map<String, Value>) -> Sealed {
+pub fn seal(header: &Header<'_>, payload: impl Into<Payload>) -> Sealed {
+    let mut payload = payload.into();
     payload.remove("hash");
-    payload.insert("seq".into(), Value::from(header.seq));
-    payload.insert("id".into(), Value::from(record_id(header.host, header.seq)));
-    payload.insert("ts".into(), Value::from(header.ts));
-    payload.insert("prev_hash".into(), Value::from(header.prev_hash));
-    let mut line = Vec::with_capacity(256);
-    write_canonical_object(&payload, &mut line);
+    // Header members replace payload members of the same name; none of these can fail.
+    let _ = payload.insert("seq", &header.seq);
+    let _ = payload.insert("id", &record_id(header.host, header.seq));
+    let _ = payload.insert("ts", header.ts);
+    let _ = payload.insert("prev_hash", header.prev_hash);
+    let mut line = Vec::with_capacity(512);
+    payload.write(&mut line);
     let hash = sha256_hex(&line);
     append_hash(&mut line, &hash);
     line.push(b'\n');

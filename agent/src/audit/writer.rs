@@ -9,9 +9,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 
+use super::canonical::Payload;
 use super::config::AuditConfig;
 use super::event::{AuditEvent, Extra};
 use super::files::{self, AuditFile, Retention};
@@ -32,7 +32,7 @@ pub(super) enum Msg {
     Event {
         seq: u64,
         at: SystemTime,
-        payload: Map<String, Value>,
+        payload: Payload,
     },
     /// A checkpoint to write as record `seq`.
     Checkpoint {
@@ -46,13 +46,9 @@ pub(super) enum Msg {
     Close,
 }
 
-/// The event as a JSON object (with `type`).
-pub(super) fn to_payload(event: &AuditEvent) -> Result<Map<String, Value>, AuditError> {
-    match serde_json::to_value(event) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(AuditError::Encode("event is not a JSON object".into())),
-        Err(e) => Err(AuditError::Encode(e.to_string())),
-    }
+/// The event as a record payload (with `type`).
+pub(super) fn to_payload(event: &AuditEvent) -> Result<Payload, AuditError> {
+    Payload::from_serialize(event).map_err(|e| AuditError::Encode(e.to_string()))
 }
 
 /// RFC 3339 UTC with nanoseconds, e.g. `2026-11-24T11:51:27.123456789Z`.

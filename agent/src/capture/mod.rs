@@ -135,8 +135,14 @@ impl Capture {
         self.loader.take_hold_flags()
     }
 
-    /// Discovers the clusters running now, then reads events until `tx` closes.
-    pub async fn run(mut self, tx: mpsc::Sender<CaptureMessage>) -> Result<(), LoadError> {
+    /// Discovers the clusters running now, then reads events until `tx` closes or `stop`
+    /// turns true; on `stop` it drains what the kernel has buffered first, so that a clean
+    /// shutdown loses no statement.
+    pub async fn run(
+        mut self,
+        tx: mpsc::Sender<CaptureMessage>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), LoadError> {
         let (postmasters, backends) = discover::scan();
         if postmasters.is_empty() {
             warn!("no PostgreSQL cluster is running; watching for one to start");
@@ -202,6 +208,11 @@ impl Capture {
                     }
                 }
                 _ = tx.closed() => return Ok(()),
+                _ = stop.changed() => {
+                    let batch = drain_ring(self.ring.get_mut());
+                    self.forward(batch, &tx).await;
+                    return Ok(());
+                }
             }
         }
     }

@@ -65,6 +65,9 @@ pub struct RunArgs {
     pub held_state: PathBuf,
 }
 
+/// How long a stopping agent waits for the capture to hand over what the kernel buffered.
+const STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut config = AgentConfig::load(&args.config)?;
@@ -101,10 +104,14 @@ struct Publisher {
 
 impl Publisher {
     fn publish(&mut self, event: Event) {
-        if let Some(record) = pipeline::audit_record(&event)
-            && let Err(e) = self.audit.append(&record)
-        {
-            error!(error = %e, "cannot append to the audit log");
+        match pipeline::audit_payload(&event) {
+            Some(Ok(payload)) => {
+                if let Err(e) = self.audit.append_payload(payload) {
+                    error!(error = %e, "cannot append to the audit log");
+                }
+            }
+            Some(Err(e)) => error!(error = %e, "cannot encode an audit record"),
+            None => {}
         }
         if self.print
             && let Ok(line) = serde_json::to_string(&event)
@@ -281,7 +288,11 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let (live, _) = broadcast::channel::<Arc<Event>>(65536);
     let (capture_tx, mut capture_rx) = mpsc::channel::<CaptureMessage>(65536);
-    let mut capture_task = tokio::spawn(capture.run(capture_tx));
+    let (capture_stop, capture_stop_rx) = watch::channel(false);
+    let mut capture_task = tokio::spawn(capture.run(capture_tx, capture_stop_rx));
+    // After SIGTERM/SIGINT the capture drains the kernel's buffer and ends; the loop records
+    // what it sent, then stops (or gives up after `STOP_DRAIN`).
+    let mut stopping: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let control_task = tokio::spawn(crate::control::serve(
         listener,
         crate::control::ControlState {
@@ -308,6 +319,9 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             message = capture_rx.recv() => {
                 let Some(message) = message else {
+                    if stopping.is_some() {
+                        break Ok(());
+                    }
                     let cause = match (&mut capture_task).await {
                         Ok(Ok(())) => "it ended".to_owned(),
                         Ok(Err(e)) => e.to_string(),
@@ -400,8 +414,18 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Some(event) = enforce_rx.recv() => publisher.publish(event),
-            _ = sigterm.recv() => break Ok(()),
-            _ = sigint.recv() => break Ok(()),
+            _ = sigterm.recv(), if stopping.is_none() => {
+                let _ = capture_stop.send(true);
+                stopping = Some(Box::pin(tokio::time::sleep(STOP_DRAIN)));
+            }
+            _ = sigint.recv(), if stopping.is_none() => {
+                let _ = capture_stop.send(true);
+                stopping = Some(Box::pin(tokio::time::sleep(STOP_DRAIN)));
+            }
+            () = async { stopping.as_mut().expect("guarded").await }, if stopping.is_some() => {
+                warn!("the kernel capture did not finish draining in time");
+                break Ok(());
+            }
         }
     };
     enforcer.shutdown();
