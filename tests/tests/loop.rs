@@ -86,6 +86,25 @@ fn policy_decides_through_the_shim_and_unmediated_sessions_are_judged_and_audite
     assert_eq!(denied["action"], "denied");
     // The denied statement never reached the server: the kernel saw no such statement.
     assert!(find(&events, "statement", "kernel", "TO PROGRAM").is_none());
+    // The shim knows which local process is behind a loopback TCP session (from the
+    // kernel's connect record): psql, run by this (root) test.
+    let shim_start = events
+        .iter()
+        .find(|e| {
+            e["type"] == "session_start" && e["source"] == "shim" && e["application_name"] == "psql"
+        })
+        .expect("the shim's session start");
+    let client = &shim_start["client"];
+    assert_eq!(client["transport"], "tcp", "{shim_start:#}");
+    assert!(
+        client["exe"].as_str().is_some_and(|e| e.ends_with("/psql")),
+        "{shim_start:#}"
+    );
+    assert_eq!(client["uid"], 0, "{shim_start:#}");
+    assert!(
+        client["pid"].as_u64().is_some_and(|p| p > 0),
+        "{shim_start:#}"
+    );
     // The shim's own upstream session is mediated.
     let mediated =
         find(&events, "statement", "kernel", "read_marker").expect("kernel saw the read");

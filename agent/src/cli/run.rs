@@ -214,6 +214,9 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(n) => warn!(backends = n, "ended backends a previous agent left held"),
         Err(e) => error!(error = %e, "cannot recover held backends"),
     }
+    // Loopback TCP clients of the shim, identified from the kernel's connect records.
+    let shim_clients = Arc::new(crate::session::tcp_clients::TcpClients::default());
+    let mut shim_ports = Vec::new();
     if let Some(shim_config) = config.shim.clone() {
         let shim = Shim::new(
             shim_config,
@@ -221,12 +224,14 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             channel.clone(),
             shim_tx.clone(),
         )?
+        .with_peer_identity(shim_clients.clone())
         .bind()
         .await
         .context("cannot start the shim")?;
         shim_sink = Some(shim.events());
         for addr in shim.tcp_addrs() {
             capture.watch_port(addr.port())?;
+            shim_ports.push(addr.port());
             info!(%addr, "shim listening");
         }
         tasks.push(tokio::spawn(shim.serve(shutdown())));
@@ -312,6 +317,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let agent_pid = std::process::id();
     let mut correlator = Correlator::new(host.clone(), Clock::now(), HostInspector);
+    correlator.share_own_listener_clients(shim_ports, shim_clients);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut drops_total = std::collections::BTreeMap::new();

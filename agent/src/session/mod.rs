@@ -7,9 +7,11 @@
 //! [`Inspector`] trait so the state machine itself is pure and unit-tested.
 
 pub mod identity;
+pub mod tcp_clients;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::capture::decode::{KernelEvent, Origin, SockAddr};
@@ -121,6 +123,8 @@ pub struct Correlator<I> {
     clients_by_pid: HashMap<u32, (Client, u64)>,
     latest_by_socket: HashMap<String, (Client, u64)>,
     unresolved_tcp: HashMap<u16, (Client, u64)>,
+    /// Loopback clients of the agent's own listeners, shared with the shim.
+    own_listeners: Option<(Vec<u16>, Arc<tcp_clients::TcpClients>)>,
 }
 
 impl<I: Inspector> Correlator<I> {
@@ -136,7 +140,18 @@ impl<I: Inspector> Correlator<I> {
             clients_by_pid: HashMap::new(),
             latest_by_socket: HashMap::new(),
             unresolved_tcp: HashMap::new(),
+            own_listeners: None,
         }
+    }
+
+    /// Shares the clients that connect to the agent's own TCP `ports` (the shim's listeners)
+    /// with `clients`, where the shim looks them up.
+    pub fn share_own_listener_clients(
+        &mut self,
+        ports: Vec<u16>,
+        clients: Arc<tcp_clients::TcpClients>,
+    ) {
+        self.own_listeners = Some((ports, clients));
     }
 
     /// Registers a cluster's postmaster, its port and socket path.
@@ -349,9 +364,14 @@ impl<I: Inspector> Correlator<I> {
                 port: server_port, ..
             } => {
                 match self.inspector.tcp_local_port(origin.pid, fd) {
-                    Some(port) => {
-                        self.clients_by_port.insert(port, (client, origin.ktime_ns));
-                    }
+                    Some(port) => match &self.own_listeners {
+                        Some((ports, shared)) if ports.contains(&server_port) => {
+                            shared.record(port, server_port, client);
+                        }
+                        _ => {
+                            self.clients_by_port.insert(port, (client, origin.ktime_ns));
+                        }
+                    },
                     // The client was gone (or its socket closed) before we could read its
                     // port: keep it as the newest unresolved connect to that server port.
                     None => {

@@ -2,7 +2,9 @@
 //! and a pluggable lookup ([`PeerIdentity`]) for loopback TCP clients (eBPF connect records).
 
 use std::ffi::CStr;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 /// What is known about the process on the other end of a connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,8 +26,13 @@ pub struct PeerFacts {
 /// Looks up the process behind a TCP connection (the capture module implements it from
 /// eBPF connect records).
 pub trait PeerIdentity: Send + Sync {
-    /// Facts about the client that connected from `peer` to our `local` address.
-    fn lookup_tcp(&self, peer: SocketAddr, local: SocketAddr) -> Option<PeerFacts>;
+    /// Facts about the client that connected from `peer` to our `local` address; may wait
+    /// briefly for the kernel's record of the connect to arrive.
+    fn lookup_tcp(
+        &self,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Option<PeerFacts>> + Send + '_>>;
 }
 
 /// No TCP identity source: TCP sessions carry only their source address.
@@ -33,8 +40,12 @@ pub trait PeerIdentity: Send + Sync {
 pub struct NoPeerIdentity;
 
 impl PeerIdentity for NoPeerIdentity {
-    fn lookup_tcp(&self, _peer: SocketAddr, _local: SocketAddr) -> Option<PeerFacts> {
-        None
+    fn lookup_tcp(
+        &self,
+        _peer: SocketAddr,
+        _local: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Option<PeerFacts>> + Send + '_>> {
+        Box::pin(std::future::ready(None))
     }
 }
 

@@ -296,9 +296,11 @@ async fn accept_loop(
         tokio::spawn(async move {
             let (peer, label) = match source {
                 PeerSource::Tcp(peer, local) => (
-                    local
-                        .and_then(|local| ctx.identity.lookup_tcp(peer, local))
-                        .unwrap_or_default(),
+                    match local {
+                        Some(local) => ctx.identity.lookup_tcp(peer, local).await,
+                        None => None,
+                    }
+                    .unwrap_or_default(),
                     peer.to_string(),
                 ),
                 PeerSource::Unix(cred) => match cred {
