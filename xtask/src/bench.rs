@@ -14,6 +14,9 @@ use crate::{build_release, cargo, root};
 pub enum Which {
     /// pgbench -S TPS with the capture attached vs detached, and kernel drops.
     Capture,
+    /// As `capture`, with unmediated sessions flagged for kernel holds (`--hold-unmediated`):
+    /// the in-kernel pre-screen on `pg_parse_query` runs for every statement.
+    Unmediated,
     /// Classification + evaluation throughput and latency (criterion).
     Policy,
     /// Audit appends/s and spool replay rate (criterion).
@@ -28,7 +31,8 @@ pub enum Which {
 pub fn run(which: Which) -> anyhow::Result<()> {
     let secs = seconds().to_string();
     match which {
-        Which::Capture => capture(),
+        Which::Capture => capture(&[]),
+        Which::Unmediated => capture(&["--hold-unmediated"]),
         Which::Policy => {
             crate::run(cargo().args(["bench", "-p", "dbward-agent", "--bench", "policy"]))
         }
@@ -133,7 +137,7 @@ pub fn initialise(cluster: &Cluster, scale: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn capture() -> anyhow::Result<()> {
+fn capture(agent_args: &[&str]) -> anyhow::Result<()> {
     build_release()?;
     let secs = seconds().to_string();
     let cluster = Cluster::start();
@@ -158,6 +162,9 @@ fn capture() -> anyhow::Result<()> {
         .arg(root().join("policies"))
         .arg("--audit-dir")
         .arg(dir.path().join("audit"))
+        .arg("--held-state")
+        .arg(dir.path().join("held.json"))
+        .args(agent_args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -184,7 +191,14 @@ fn capture() -> anyhow::Result<()> {
     let drops = number("kernel_drops=").context("no kernel_drops in the agent's stop line")?;
 
     let ratio = attached.tps / detached.tps;
-    println!("bench capture: pgbench -S, 8 clients, {secs} s per run, scale 10");
+    println!(
+        "bench capture{}: pgbench -S, 8 clients, {secs} s per run, scale 10",
+        if agent_args.is_empty() {
+            String::new()
+        } else {
+            format!(" (agent {})", agent_args.join(" "))
+        }
+    );
     println!(
         "  detached   {:>10.1} tps ({} transactions)",
         detached.tps, detached.transactions
