@@ -19,7 +19,8 @@ pub enum Which {
     Unmediated,
     /// Classification + evaluation throughput and latency (criterion).
     Policy,
-    /// Audit appends/s and spool replay rate (criterion).
+    /// Audit appends/s and spool replay rate (criterion), and pgbench TPC-B-like TPS with no
+    /// audit vs the agent auditing every statement vs pgAudit.
     Audit,
     /// pgbench -S direct vs through the shim vs through PgBouncer.
     Shim,
@@ -36,9 +37,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Policy => {
             crate::run(cargo().args(["bench", "-p", "dbward-agent", "--bench", "policy"]))
         }
-        Which::Audit => {
-            crate::run(cargo().args(["bench", "-p", "dbward-agent", "--bench", "audit"]))
-        }
+        Which::Audit => audit(&secs),
         Which::Shim => crate::run(
             Command::new("bash")
                 .arg(root().join("agent/benches/shim.sh"))
@@ -55,6 +54,33 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             "1000",
         ])),
     }
+}
+
+/// The audit log's criterion benchmarks, then pgbench TPC-B-like with no audit, with the
+/// release agent auditing every statement, and with pgAudit (`pgaudit.log = 'all'`).
+fn audit(secs: &str) -> anyhow::Result<()> {
+    build_release()?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "")?;
+    // Run by `sh -c` with PGDATA set to the benchmark cluster's data directory.
+    let agent = format!(
+        "{bin} run --config {config} --socket {sock} --pid \"$(head -n1 \"$PGDATA/postmaster.pid\")\" \
+         --policy {policies} --audit-dir {audit} --held-state {held}",
+        bin = root().join("target/release/dbward").display(),
+        config = config.display(),
+        sock = dir.path().join("agent.sock").display(),
+        policies = root().join("policies").display(),
+        audit = dir.path().join("audit").display(),
+        held = dir.path().join("held.json").display(),
+    );
+    crate::run(
+        cargo()
+            .args(["bench", "-p", "dbward-agent", "--bench", "audit"])
+            .env("DBWARD_BENCH_PGBENCH", "1")
+            .env("DBWARD_BENCH_PGBENCH_SECS", secs)
+            .env("DBWARD_BENCH_AGENT", agent),
+    )
 }
 
 fn seconds() -> u64 {
