@@ -72,6 +72,10 @@ pub struct Client {
     /// cgroup v2 path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    /// Subject of the client's verified TLS certificate (sessions through the shim with
+    /// `tls_client_ca`), e.g. `CN=ai-reporting, O=Example`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_subject: Option<String>,
     /// How the local process was tied to the session: `socket_tuple` (loopback TCP port),
     /// `peer_credentials` (SO_PEERCRED of the unix socket), or `latest_connect` (the client
     /// or backend was gone before its socket could be read; the newest such connect to the

@@ -38,6 +38,7 @@ pub fn from_shim(event: ShimEvent, host: &str) -> Event {
                 exe: facts.exe,
                 unit: facts.unit,
                 container: facts.container,
+                tls_subject: facts.tls_subject,
                 ..crate::event::Client::default()
             });
         }

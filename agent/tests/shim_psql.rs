@@ -98,6 +98,121 @@ async fn psql_over_tls_is_terminated_by_the_shim_and_equals_direct() {
     shim.stop().await;
 }
 
+/// A private CA, the shim's server certificate and a client certificate for `client_cn`,
+/// written under `dir`: `ca.pem`, `shim.crt`/`shim.key`, `client.crt`/`client.key` (0600,
+/// as libpq demands).
+fn client_cert_files(dir: &std::path::Path, client_cn: &str) {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+    use std::os::unix::fs::PermissionsExt;
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name = DistinguishedName::new();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "dbward test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().expect("key");
+    let server = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&server_key, &issuer)
+        .expect("server cert");
+    let client_key = KeyPair::generate().expect("key");
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    client_params.distinguished_name = DistinguishedName::new();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, client_cn);
+    client_params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Example");
+    let client = client_params
+        .signed_by(&client_key, &issuer)
+        .expect("client cert");
+    for (name, text) in [
+        ("ca.pem", ca.pem()),
+        ("shim.crt", server.pem()),
+        ("shim.key", server_key.serialize_pem()),
+        ("client.crt", client.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+    std::fs::set_permissions(
+        dir.join("client.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_subject_becomes_the_sessions_tls_subject() {
+    let pg = Pg::start();
+    let dir = pg.scratch().to_owned();
+    client_cert_files(&dir, "ai-reporting");
+    let mut opts = ShimOptions::new(Arc::new(PrefixGate::default()));
+    let files = dir.clone();
+    opts.tweak = Box::new(move |c| {
+        c.tls_cert = Some(files.join("shim.crt"));
+        c.tls_key = Some(files.join("shim.key"));
+        c.tls_client_ca = Some(files.join("ca.pem"));
+        c.tls_client_cert = dbward_agent::shim::config::ClientCert::Required;
+    });
+    let mut shim = start_shim(&pg, opts).await;
+    let port = shim.port();
+    let (cert, key) = (
+        dir.join("client.crt").display().to_string(),
+        dir.join("client.key").display().to_string(),
+    );
+    let with_cert = blocking(move || {
+        psql(
+            "127.0.0.1",
+            port,
+            "postgres",
+            &[
+                ("PGSSLMODE", "require"),
+                ("PGSSLCERT", cert.as_str()),
+                ("PGSSLKEY", key.as_str()),
+            ],
+            &["-c", "SELECT 'cert ok'"],
+        )
+    })
+    .await;
+    assert_eq!(
+        stdout(&with_cert).trim(),
+        "cert ok",
+        "{}",
+        stderr(&with_cert)
+    );
+    // `required`: a TLS client without a certificate does not get in.
+    let without = blocking(move || {
+        psql(
+            "127.0.0.1",
+            port,
+            "postgres",
+            &[("PGSSLMODE", "require"), ("PGSSLCERT", "/nonexistent")],
+            &["-c", "SELECT 'no cert'"],
+        )
+    })
+    .await;
+    assert!(!without.status.success(), "{}", stdout(&without));
+    let subjects: Vec<Option<String>> = shim
+        .drain_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            dbward_agent::shim::ShimEvent::SessionStart { facts } => Some(facts.tls_subject),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        vec![Some("CN=ai-reporting, O=Example".to_owned())],
+        "one session, identified by its certificate"
+    );
+    shim.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_shim_answers_ssl_request_with_no_and_gssenc_is_refused() {
     let pg = Pg::start();

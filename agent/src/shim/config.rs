@@ -32,6 +32,15 @@ pub struct ShimConfig {
     /// PEM private key for `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// PEM bundle of the CAs whose client certificates are accepted. With it, TLS clients
+    /// are asked for a certificate; the verified certificate's subject becomes the session's
+    /// `tls_subject` (policy identities can match on it).
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// `optional` (default: a TLS client without a certificate is served without a subject)
+    /// or `required` (the TLS handshake fails without a valid certificate).
+    #[serde(default)]
+    pub tls_client_cert: ClientCert,
     /// Largest message accepted from either side, in bytes (PostgreSQL's own limit, 1 GiB,
     /// by default). A longer length field closes the connection with an error.
     #[serde(default = "default_max_message_len")]
@@ -74,6 +83,17 @@ pub enum UpstreamTls {
     Require,
 }
 
+/// Whether TLS clients must present a certificate (with `tls_client_ca`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCert {
+    /// Asked for, not required.
+    #[default]
+    Optional,
+    /// The handshake fails without a certificate signed by `tls_client_ca`.
+    Required,
+}
+
 /// Where the real server listens, parsed from [`ShimConfig::upstream`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamAddr {
@@ -105,6 +125,11 @@ pub enum ShimConfigError {
     /// Only one of cert/key set.
     #[error("shim: tls_cert and tls_key must be set together")]
     HalfTls,
+    /// Client certificates configured without TLS termination.
+    #[error(
+        "shim: tls_client_ca needs tls_cert and tls_key (client certificates are only asked for in TLS sessions)"
+    )]
+    ClientCaWithoutTls,
     /// Limit set to zero.
     #[error("shim.{0} must be greater than 0")]
     Zero(&'static str),
@@ -145,6 +170,8 @@ impl ShimConfig {
             upstream_tls: UpstreamTls::default(),
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
+            tls_client_cert: ClientCert::default(),
             max_message_len: default_max_message_len(),
             max_connections: default_max_connections(),
             stall_timeout_secs: default_stall_timeout_secs(),
@@ -192,6 +219,9 @@ impl ShimConfig {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             errs.push(ShimConfigError::HalfTls);
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            errs.push(ShimConfigError::ClientCaWithoutTls);
         }
         if self.max_message_len == 0 {
             errs.push(ShimConfigError::Zero("max_message_len"));

@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-pub use config::{ShimConfig, ShimConfigError, UnixListen, UpstreamTls};
+pub use config::{ClientCert, ShimConfig, ShimConfigError, UnixListen, UpstreamTls};
 pub use events::{EventSink, ShimEvent, StatementEvent};
 pub use gate::{
     AllowAll, ApprovalRule, GateError, GateVerdict, Principal, SessionFacts, StatementGate,
@@ -107,7 +107,14 @@ impl Shim {
             return Err(ShimError::Config(errors));
         };
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            (Some(cert), Some(key)) => Some(tls::acceptor(
+                cert,
+                key,
+                config
+                    .tls_client_ca
+                    .as_deref()
+                    .map(|ca| (ca, config.tls_client_cert)),
+            )?),
             _ => None,
         };
         let host = config

@@ -33,6 +33,7 @@ fn facts(
     peer: &PeerFacts,
     source_addr: Option<IpAddr>,
     startup: &StartupPacket,
+    tls_subject: Option<String>,
 ) -> SessionFacts {
     let db_user = startup.param("user").map(str::to_owned);
     SessionFacts {
@@ -49,7 +50,7 @@ fn facts(
         unit: peer.unit.clone(),
         container: peer.container.clone(),
         source_addr,
-        tls_subject: None,
+        tls_subject,
         host: Some(ctx.host.clone()),
         unmediated: false,
         session_id: Uuid::new_v4().to_string(),
@@ -79,7 +80,13 @@ pub async fn serve_connection(ctx: Arc<Ctx>, accepted: Accepted, shutdown: watch
         }
     };
     let started = Instant::now();
-    let facts = facts(&ctx, &peer, source_addr, &established.startup);
+    let facts = facts(
+        &ctx,
+        &peer,
+        source_addr,
+        &established.startup,
+        established.tls_subject.clone(),
+    );
     let session_id = facts.session_id.clone();
     let client_key = established.client_key;
     tracing::debug!(peer = %peer_label, session = %session_id, db_user = facts.db_user.as_deref().unwrap_or(""), "session started");

@@ -54,21 +54,29 @@ pub struct Established {
     pub client_key: Option<BackendKeyData>,
     /// Woken by a CancelRequest for this session.
     pub cancel: Arc<tokio::sync::Notify>,
+    /// Subject of the client's verified TLS certificate.
+    pub tls_subject: Option<String>,
 }
 
 const CLIENT_WRITE_BUF: usize = 8 * 1024;
 const SERVER_WRITE_BUF: usize = 4 * 1024;
 
+/// A client past encryption negotiation, with its StartupMessage.
+struct Negotiated {
+    client: FrameReader<BoxStream>,
+    startup: StartupPacket,
+    frame: Bytes,
+    tls_subject: Option<String>,
+}
+
 /// Negotiates encryption and reads the StartupMessage; `None` when the connection was a
 /// CancelRequest (handled here) or closed early.
-async fn negotiate(
-    ctx: &Ctx,
-    stream: BoxStream,
-) -> Result<Option<(FrameReader<BoxStream>, StartupPacket, Bytes)>, SessionError> {
+async fn negotiate(ctx: &Ctx, stream: BoxStream) -> Result<Option<Negotiated>, SessionError> {
     let max = ctx.config.max_message_len.min(10_000);
     let stall = ctx.config.stall_timeout();
     let mut rd = FrameReader::new(stream, BytesMut::new(), max, stall);
     let mut tls_done = false;
+    let mut tls_subject = None;
     loop {
         let Some(frame) = rd.read_startup().await.map_err(SessionError::Client)? else {
             return Ok(None);
@@ -100,6 +108,7 @@ async fn negotiate(
                 let (mut stream, _) = rd.into_parts();
                 stream.write_all(b"S").await?;
                 let tls = acceptor.accept(stream).await.map_err(SessionError::Tls)?;
+                tls_subject = super::tls::client_subject(tls.get_ref().1);
                 rd = FrameReader::new(Box::new(tls), BytesMut::new(), max, stall);
                 tls_done = true;
             }
@@ -113,7 +122,14 @@ async fn negotiate(
                 forward_cancel(ctx, pid, key).await;
                 return Ok(None);
             }
-            startup @ StartupPacket::Startup { .. } => return Ok(Some((rd, startup, frame))),
+            startup @ StartupPacket::Startup { .. } => {
+                return Ok(Some(Negotiated {
+                    client: rd,
+                    startup,
+                    frame,
+                    tls_subject,
+                }));
+            }
         }
     }
 }
@@ -156,7 +172,13 @@ fn without_channel_binding(frame: &Bytes) -> Bytes {
 
 /// Runs the startup phase; `Ok(None)` when the connection ended without a session.
 pub async fn establish(ctx: &Ctx, stream: BoxStream) -> Result<Option<Established>, SessionError> {
-    let Some((client, startup, startup_frame)) = negotiate(ctx, stream).await? else {
+    let Some(Negotiated {
+        client,
+        startup,
+        frame: startup_frame,
+        tls_subject,
+    }) = negotiate(ctx, stream).await?
+    else {
         return Ok(None);
     };
     let (client_stream, leftover) = client.into_parts();
@@ -245,6 +267,7 @@ pub async fn establish(ctx: &Ctx, stream: BoxStream) -> Result<Option<Establishe
         server_wr,
         client_key,
         cancel,
+        tls_subject,
     }))
 }
 

@@ -11,6 +11,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::config::ClientCert;
+
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -19,6 +21,14 @@ pub enum TlsError {
     Pem {
         /// Certificate or key.
         what: &'static str,
+        /// File.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The client CA bundle cannot be used.
+    #[error("shim TLS: cannot use the client CAs in {path}: {detail}")]
+    ClientCa {
         /// File.
         path: PathBuf,
         /// Why.
@@ -33,8 +43,13 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// An acceptor for client TLS from a PEM certificate chain and key.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+/// An acceptor for client TLS from a PEM certificate chain and key; with `client_ca`,
+/// clients are asked for a certificate signed by one of those CAs.
+pub fn acceptor(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<(&Path, ClientCert)>,
+) -> Result<TlsAcceptor, TlsError> {
     fn pem_err(
         what: &'static str,
         path: &Path,
@@ -51,11 +66,45 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_err("certificate", cert))?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err("private key", key))?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some((ca, mode)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in
+                CertificateDer::pem_file_iter(ca).map_err(pem_err("client CA certificates", ca))?
+            {
+                roots
+                    .add(der.map_err(pem_err("client CA certificates", ca))?)
+                    .map_err(TlsError::Config)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            );
+            let verifier = match mode {
+                ClientCert::Optional => verifier.allow_unauthenticated(),
+                ClientCert::Required => verifier,
+            }
+            .build()
+            .map_err(|e| TlsError::ClientCa {
+                path: ca.to_owned(),
+                detail: e.to_string(),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The subject of a verified client certificate (`CN=…, O=…`, most significant last as
+/// written in the certificate), or `None` when the client sent none.
+pub fn client_subject(conn: &rustls::ServerConnection) -> Option<String> {
+    let leaf = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.subject().to_string())
 }
 
 /// A connector for the upstream server that encrypts without verifying its certificate.
