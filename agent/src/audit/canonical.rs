@@ -34,6 +34,33 @@ impl From<serde_json::Error> for CanonicalError {
 
 type Key = Cow<'static, str>;
 
+/// `serialize_*` methods that write a scalar as `serde_json` does.
+macro_rules! scalars {
+    ($($method:ident($ty:ty)),*) => {
+        $(fn $method(self, v: $ty) -> Result<(), CanonicalError> {
+            self.scalar(v)
+        })*
+    };
+}
+
+/// `serialize_*` methods that refuse their value with `$refusal()`.
+macro_rules! refuse {
+    ($refusal:ident, $($method:ident($ty:ty)),*) => {
+        $(fn $method(self, _: $ty) -> Result<Self::Ok, CanonicalError> {
+            $refusal()
+        })*
+    };
+}
+
+/// `serialize_*` methods for map keys written as text (as `serde_json` does).
+macro_rules! keys_as_text {
+    ($($method:ident($ty:ty)),*) => {
+        $(fn $method(self, v: $ty) -> Result<Key, CanonicalError> {
+            Ok(Cow::Owned(v.to_string()))
+        })*
+    };
+}
+
 /// The members of one JSON object: keys and their canonical value bytes, in insertion order
 /// until written.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +110,19 @@ impl Payload {
     ) -> Result<(), CanonicalError> {
         let key = key.into();
         self.remove(&key);
+        self.push(key, value)
+    }
+
+    /// An empty payload with room for `members`.
+    fn with_capacity(members: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(members * 24),
+            entries: Vec::with_capacity(members),
+        }
+    }
+
+    /// Appends member `key` (a later duplicate wins when written).
+    fn push<V: Serialize + ?Sized>(&mut self, key: Key, value: &V) -> Result<(), CanonicalError> {
         let start = self.bytes.len();
         value.serialize(Writer {
             out: &mut self.bytes,
@@ -120,16 +160,10 @@ impl Payload {
 
 impl From<serde_json::Map<String, serde_json::Value>> for Payload {
     fn from(map: serde_json::Map<String, serde_json::Value>) -> Self {
-        let mut payload = Self::default();
+        let mut payload = Self::with_capacity(map.len());
         for (key, value) in map {
-            let start = payload.bytes.len();
             // A `serde_json::Value` always serialises.
-            let _ = value.serialize(Writer {
-                out: &mut payload.bytes,
-            });
-            payload
-                .entries
-                .push((Cow::Owned(key), start..payload.bytes.len()));
+            let _ = payload.push(Cow::Owned(key), &value);
         }
         payload
     }
@@ -183,8 +217,7 @@ impl Writer<'_> {
 /// Collects an object's members, then writes them sorted.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
-    bytes: Vec<u8>,
-    entries: Vec<(Key, Range<usize>)>,
+    members: Payload,
     pending: Option<Key>,
     /// `Some(name)` for an enum struct variant: written as `{"name":{…}}`.
     variant: Option<&'static str>,
@@ -194,29 +227,19 @@ impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, variant: Option<&'static str>) -> Self {
         Self {
             out,
-            bytes: Vec::with_capacity(256),
-            entries: Vec::with_capacity(16),
+            members: Payload::with_capacity(16),
             pending: None,
             variant,
         }
     }
 
-    fn member<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> Result<(), CanonicalError> {
-        let start = self.bytes.len();
-        value.serialize(Writer {
-            out: &mut self.bytes,
-        })?;
-        self.entries.push((key, start..self.bytes.len()));
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<(), CanonicalError> {
+    fn done(self) -> Result<(), CanonicalError> {
         if let Some(name) = self.variant {
             self.out.push(b'{');
             write_str(name, self.out);
             self.out.push(b':');
         }
-        write_object(&self.bytes, &mut self.entries, self.out);
+        self.members.write(self.out);
         if self.variant.is_some() {
             self.out.push(b'}');
         }
@@ -275,39 +298,19 @@ impl<'a> ser::Serializer for Writer<'a> {
     type SerializeStruct = Object<'a>;
     type SerializeStructVariant = Object<'a>;
 
-    fn serialize_bool(self, v: bool) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_i8(self, v: i8) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), CanonicalError> {
-        self.scalar(v)
-    }
+    scalars!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128)
+    );
     fn serialize_f32(self, v: f32) -> Result<(), CanonicalError> {
         // As `serde_json::Value` stores it (f64), so both writers agree.
         self.serialize_f64(f64::from(v))
@@ -361,8 +364,8 @@ impl<'a> ser::Serializer for Writer<'a> {
         value: &T,
     ) -> Result<(), CanonicalError> {
         let mut object = Object::new(self.out, None);
-        object.member(Cow::Borrowed(variant), value)?;
-        object.finish()
+        object.members.push(Cow::Borrowed(variant), value)?;
+        object.done()
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'a>, CanonicalError> {
         Ok(Array::new(self.out, None))
@@ -407,124 +410,83 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
 }
 
-impl ser::SerializeSeq for Array<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_element<T: Serialize + ?Sized>(
-        &mut self,
-        value: &T,
-    ) -> Result<(), CanonicalError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.finish()
-    }
+/// The `Serialize{Seq,Tuple,TupleStruct,TupleVariant}` impls of [`Array`].
+macro_rules! array_impls {
+    ($($trait:ident::$method:ident),*) => {
+        $(impl ser::$trait for Array<'_> {
+            type Ok = ();
+            type Error = CanonicalError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), CanonicalError> {
+                self.finish()
+            }
+        })*
+    };
 }
 
-impl ser::SerializeTuple for Array<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_element<T: Serialize + ?Sized>(
-        &mut self,
-        value: &T,
-    ) -> Result<(), CanonicalError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.finish()
-    }
+array_impls!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+/// The `Serialize{Map,Struct,StructVariant}` impls of an object collector with fields
+/// `members: Payload` and `pending: Option<Key>`, and a `done(self)` method.
+macro_rules! object_impls {
+    ($ty:ty, $ok:ty, $($struct_trait:ident),*) => {
+        impl ser::SerializeMap for $ty {
+            type Ok = $ok;
+            type Error = CanonicalError;
+            fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CanonicalError> {
+                self.pending = Some(key.serialize(KeyWriter)?);
+                Ok(())
+            }
+            fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+                let key = self
+                    .pending
+                    .take()
+                    .ok_or_else(|| CanonicalError("map value without a key".into()))?;
+                self.members.push(key, value)
+            }
+            fn end(self) -> Result<$ok, CanonicalError> {
+                self.done()
+            }
+        }
+        $(impl ser::$struct_trait for $ty {
+            type Ok = $ok;
+            type Error = CanonicalError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), CanonicalError> {
+                self.members.push(Cow::Borrowed(key), value)
+            }
+            fn end(self) -> Result<$ok, CanonicalError> {
+                self.done()
+            }
+        })*
+    };
 }
 
-impl ser::SerializeTupleStruct for Array<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Array<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeMap for Object<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CanonicalError> {
-        self.pending = Some(key.serialize(KeyWriter)?);
-        Ok(())
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
-        let key = self
-            .pending
-            .take()
-            .ok_or_else(|| CanonicalError("map value without a key".into()))?;
-        self.member(key, value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStruct for Object<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CanonicalError> {
-        self.member(Cow::Borrowed(key), value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStructVariant for Object<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CanonicalError> {
-        self.member(Cow::Borrowed(key), value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.finish()
-    }
-}
+object_impls!(Object<'_>, (), SerializeStruct, SerializeStructVariant);
+object_impls!(TopObject, Payload, SerializeStruct);
 
 /// Serialises the top-level object into a [`Payload`] (members kept apart, unsorted).
 struct TopLevel;
 
 /// Collects the top-level members.
 struct TopObject {
-    payload: Payload,
+    members: Payload,
     pending: Option<Key>,
 }
 
 impl TopObject {
-    fn member<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> Result<(), CanonicalError> {
-        let start = self.payload.bytes.len();
-        value.serialize(Writer {
-            out: &mut self.payload.bytes,
-        })?;
-        self.payload
-            .entries
-            .push((key, start..self.payload.bytes.len()));
-        Ok(())
+    fn done(self) -> Result<Payload, CanonicalError> {
+        Ok(self.members)
     }
 }
 
@@ -545,48 +507,23 @@ impl ser::Serializer for TopLevel {
     type SerializeStruct = TopObject;
     type SerializeStructVariant = Impossible<Payload, CanonicalError>;
 
-    fn serialize_bool(self, _: bool) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_i8(self, _: i8) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_i16(self, _: i16) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_i32(self, _: i32) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_i64(self, _: i64) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_u8(self, _: u8) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_u16(self, _: u16) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_u32(self, _: u32) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_u64(self, _: u64) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_f32(self, _: f32) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_f64(self, _: f64) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_char(self, _: char) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_str(self, _: &str) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<Payload, CanonicalError> {
-        not_an_object()
-    }
+    refuse!(
+        not_an_object,
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8])
+    );
     fn serialize_none(self) -> Result<Payload, CanonicalError> {
         not_an_object()
     }
@@ -621,12 +558,9 @@ impl ser::Serializer for TopLevel {
         variant: &'static str,
         value: &T,
     ) -> Result<Payload, CanonicalError> {
-        let mut object = TopObject {
-            payload: Payload::default(),
-            pending: None,
-        };
-        object.member(Cow::Borrowed(variant), value)?;
-        Ok(object.payload)
+        let mut members = Payload::with_capacity(1);
+        members.push(Cow::Borrowed(variant), value)?;
+        Ok(members)
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, CanonicalError> {
         not_an_object()
@@ -652,16 +586,13 @@ impl ser::Serializer for TopLevel {
     }
     fn serialize_map(self, _: Option<usize>) -> Result<TopObject, CanonicalError> {
         Ok(TopObject {
-            payload: Payload::default(),
+            members: Payload::with_capacity(16),
             pending: None,
         })
     }
     fn serialize_struct(self, _: &'static str, len: usize) -> Result<TopObject, CanonicalError> {
         Ok(TopObject {
-            payload: Payload {
-                bytes: Vec::with_capacity(512),
-                entries: Vec::with_capacity(len + 8),
-            },
+            members: Payload::with_capacity(len + 8),
             pending: None,
         })
     }
@@ -673,40 +604,6 @@ impl ser::Serializer for TopLevel {
         _: usize,
     ) -> Result<Self::SerializeStructVariant, CanonicalError> {
         not_an_object()
-    }
-}
-
-impl ser::SerializeMap for TopObject {
-    type Ok = Payload;
-    type Error = CanonicalError;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CanonicalError> {
-        self.pending = Some(key.serialize(KeyWriter)?);
-        Ok(())
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
-        let key = self
-            .pending
-            .take()
-            .ok_or_else(|| CanonicalError("map value without a key".into()))?;
-        self.member(key, value)
-    }
-    fn end(self) -> Result<Payload, CanonicalError> {
-        Ok(self.payload)
-    }
-}
-
-impl ser::SerializeStruct for TopObject {
-    type Ok = Payload;
-    type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CanonicalError> {
-        self.member(Cow::Borrowed(key), value)
-    }
-    fn end(self) -> Result<Payload, CanonicalError> {
-        Ok(self.payload)
     }
 }
 
@@ -728,33 +625,17 @@ impl ser::Serializer for KeyWriter {
     type SerializeStruct = Impossible<Key, CanonicalError>;
     type SerializeStructVariant = Impossible<Key, CanonicalError>;
 
-    fn serialize_bool(self, v: bool) -> Result<Key, CanonicalError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn serialize_i8(self, v: i8) -> Result<Key, CanonicalError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn serialize_i16(self, v: i16) -> Result<Key, CanonicalError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn serialize_i32(self, v: i32) -> Result<Key, CanonicalError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn serialize_i64(self, v: i64) -> Result<Key, CanonicalError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn serialize_u8(self, v: u8) -> Result<Key, CanonicalError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn serialize_u16(self, v: u16) -> Result<Key, CanonicalError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn serialize_u32(self, v: u32) -> Result<Key, CanonicalError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn serialize_u64(self, v: u64) -> Result<Key, CanonicalError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
+    keys_as_text!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64)
+    );
     fn serialize_f32(self, _: f32) -> Result<Key, CanonicalError> {
         key_must_be_a_string()
     }
