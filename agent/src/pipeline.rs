@@ -232,6 +232,9 @@ pub fn audit_record(event: &Event) -> Option<AuditEvent> {
             content_sha256: event.policy_sha256.clone().unwrap_or_default(),
             extra: extra(event, &["policy_sha256"]),
         }),
+        EventType::ConnectionBlocked => AuditEvent::ConnectionBlocked(audit::ConnectionBlocked {
+            extra: extra(event, &[]),
+        }),
         EventType::ClusterAttached => return None,
     })
 }
