@@ -31,8 +31,8 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
         generated::{
-            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_send_signal,
-            bpf_set_retval,
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_netns_cookie,
+            bpf_send_signal, bpf_set_retval,
         },
     },
     macros::{cgroup_sock_addr, map, tracepoint, uprobe, uretprobe},
@@ -692,11 +692,17 @@ static BLOCK_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(256, 0);
 #[map]
 static BLOCK_SOCKETS: HashMap<[u8; UNIX_PATH_LEN], u8> = HashMap::with_max_entries(256, 0);
 
-/// This host's addresses as IPv6 (IPv4 as `::ffff:a.b.c.d`), kept current by the agent;
-/// a protected port is only refused on these, 127.0.0.0/8, `::1` and the unspecified
-/// address (connects to other hosts are never touched).
+/// This host's addresses except loopback, as IPv6 (IPv4 as `::ffff:a.b.c.d`), kept
+/// current by the agent; a protected port is only refused on these and, from the agent's
+/// network namespace, on 127.0.0.0/8, `::1` and the unspecified address (connects to other
+/// hosts, and to another namespace's own loopback, are never touched).
 #[map]
 static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1024, 0);
+
+/// Slot 0: the cookie of the agent's network namespace, where the watched servers listen
+/// (set by the agent).
+#[map]
+static HOST_NETNS: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Real uids allowed to connect to protected servers (set by the agent).
 #[map]
@@ -741,7 +747,7 @@ pub fn block_connect4(ctx: SockAddrContext) -> i32 {
     ip[13] = v4[1];
     ip[14] = v4[2];
     ip[15] = v4[3];
-    refuse_tcp(AF_INET, port, &ip)
+    refuse_tcp(AF_INET, port, &ip, in_host_netns(&ctx))
 }
 
 /// `connect()` of an IPv6 socket (also IPv4-mapped addresses).
@@ -763,15 +769,24 @@ pub fn block_connect6(ctx: SockAddrContext) -> i32 {
         ip[i * 4 + 2] = word[2];
         ip[i * 4 + 3] = word[3];
     }
-    refuse_tcp(AF_INET6, port, &ip)
+    refuse_tcp(AF_INET6, port, &ip, in_host_netns(&ctx))
+}
+
+/// Whether the connecting socket lives in the agent's network namespace (where loopback
+/// reaches the watched servers).
+#[inline(always)]
+fn in_host_netns(ctx: &SockAddrContext) -> bool {
+    // SAFETY: the helper takes the program's context.
+    let cookie = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
+    HOST_NETNS.get(0).is_some_and(|host| *host == cookie)
 }
 
 /// Verdict for a connect to a protected port: 1 (go on) unless the address is local and
 /// the connector is not allowed; then the event is reported and the connect fails with
 /// `ECONNREFUSED` (0 with the return value set).
 #[inline(always)]
-fn refuse_tcp(family: u16, port: u16, ip: &[u8; 16]) -> i32 {
-    if !is_local(ip) || allowed() {
+fn refuse_tcp(family: u16, port: u16, ip: &[u8; 16], host_netns: bool) -> i32 {
+    if !is_local(ip, host_netns) || allowed() {
         return 1;
     }
     if let Ok(event) = blocked_event() {
@@ -822,15 +837,18 @@ fn blocked_event() -> Result<&'static mut BlockedEvent, i64> {
     Ok(event)
 }
 
-/// Loopback, unspecified, or one of this host's addresses (`ip` as IPv6, IPv4 mapped).
+/// One of this host's addresses, or (with `loopback`, from the host's network namespace)
+/// loopback or unspecified (`ip` as IPv6, IPv4 mapped).
 #[inline(always)]
-fn is_local(ip: &[u8; 16]) -> bool {
-    let mapped = ip[..10].iter().all(|b| *b == 0) && ip[10] == 0xff && ip[11] == 0xff;
-    if mapped && (ip[12] == 127 || ip[12..].iter().all(|b| *b == 0)) {
-        return true;
-    }
-    if ip[..15].iter().all(|b| *b == 0) && (ip[15] == 0 || ip[15] == 1) {
-        return true;
+fn is_local(ip: &[u8; 16], loopback: bool) -> bool {
+    if loopback {
+        let mapped = ip[..10].iter().all(|b| *b == 0) && ip[10] == 0xff && ip[11] == 0xff;
+        if mapped && (ip[12] == 127 || ip[12..].iter().all(|b| *b == 0)) {
+            return true;
+        }
+        if ip[..15].iter().all(|b| *b == 0) && (ip[15] == 0 || ip[15] == 1) {
+            return true;
+        }
     }
     // SAFETY: map lookup of a plain value.
     unsafe { LOCAL_ADDRS.get(ip) }.is_some()

@@ -301,6 +301,17 @@ fn connects_to_other_ports_and_hosts_are_never_touched() {
         None,
     );
     assert!(!run.ok, "something answered at 192.0.2.1: {}", run.out);
+    // Another network namespace's loopback is another server: not the agent's to refuse.
+    let out = Command::new("unshare")
+        .args(["--net", &format!("{PG_BIN}/psql"), "-X", "-d"])
+        .arg(tcp(cluster.port))
+        .args(["-c", "SELECT 1"])
+        .output()
+        .expect("run psql in a new network namespace (unshare)");
+    assert!(
+        !out.status.success(),
+        "psql in an empty network namespace connected"
+    );
     let events = agent.events();
     assert!(
         !events.iter().any(|e| e["type"] == "connection_blocked"),

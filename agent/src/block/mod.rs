@@ -102,7 +102,8 @@ impl Guard {
     }
 }
 
-/// This host's interface addresses as IPv6 map keys (IPv4 mapped to `::ffff:a.b.c.d`).
+/// This host's interface addresses except loopback (the kernel program treats loopback by
+/// network namespace), as IPv6 map keys (IPv4 mapped to `::ffff:a.b.c.d`).
 fn local_addrs() -> HashSet<[u8; 16]> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return HashSet::new();
@@ -114,6 +115,7 @@ fn local_addrs() -> HashSet<[u8; 16]> {
                 .map(|v| IpAddr::V4(v.ip()))
                 .or_else(|| s.as_sockaddr_in6().map(|v| IpAddr::V6(v.ip())))
         })
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
         .map(addr_key)
         .collect()
 }

@@ -225,6 +225,24 @@ impl Loader {
                 name: "CONFIG",
                 source,
             })?;
+        let map = self
+            .ebpf
+            .map_mut("HOST_NETNS")
+            .ok_or_else(|| LoadError::MissingItem("map HOST_NETNS".into()))?;
+        let cookie = own_netns_cookie().map_err(|e| {
+            LoadError::Missing(preflight::MissingFeature {
+                feature: "network namespace cookies",
+                detail: format!(
+                    "getsockopt(SO_NETNS_COOKIE) failed: {e} (it needs Linux 5.14 or later)"
+                ),
+            })
+        })?;
+        Array::<_, u64>::try_from(map)
+            .and_then(|mut netns| netns.set(0, cookie, 0))
+            .map_err(|source| LoadError::Map {
+                name: "HOST_NETNS",
+                source,
+            })?;
         let mut uids = self.hash_map::<u32, u8>("ALLOW_UIDS")?;
         for &uid in allow_uids {
             uids.insert(uid, 1, 0).map_err(|source| LoadError::Map {
@@ -477,6 +495,28 @@ fn replace_set<K: aya::Pod + Eq + std::hash::Hash>(
             .map_err(|source| LoadError::Map { name, source })?;
     }
     Ok(())
+}
+
+/// The cookie of this process's network namespace (`SO_NETNS_COOKIE`, Linux 5.14+).
+fn own_netns_cookie() -> std::io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt into a live u64 with its length.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
 }
 
 /// A socket path as a NUL-padded map key (`None` when it does not fit).
