@@ -547,6 +547,13 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: map lookup of a plain value.
     if unsafe { POSTMASTERS.get(&parent) }.is_none() {
+        if block_enabled() {
+            let tgid = current_tgid();
+            // SAFETY: map lookups of plain values.
+            if unsafe { BACKENDS.get(&tgid).is_some() || CLUSTER_TREE.get(&tgid).is_some() } {
+                let _ = CLUSTER_TREE.insert(&child, &1, BPF_ANY as u64);
+            }
+        }
         return 0;
     }
     let _ = BACKENDS.insert(&child, &parent, BPF_ANY as u64);
@@ -562,6 +569,9 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
 /// `sched_process_exit`: the last thread of a watched process exited.
 #[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
+    if block_enabled() {
+        let _ = CLUSTER_TREE.remove(&(bpf_get_current_pid_tgid() as u32));
+    }
     // SAFETY: offset 32 is `group_dead` in the tracepoint's format file.
     let group_dead = unsafe { ctx.read_at::<u8>(32) }.unwrap_or(1);
     if group_dead == 0 {
@@ -703,6 +713,20 @@ static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1024, 0);
 /// (set by the agent).
 #[map]
 static HOST_NETNS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Descendants of the watched clusters' children (the shells of `archive_command`,
+/// `COPY … TO PROGRAM`, …) forked while blocking is on: pid → 1. They may connect like the
+/// cluster's own processes.
+#[map]
+static CLUSTER_TREE: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
+
+/// Whether `[block]` is on (the agent set its pid for the connect hooks).
+#[inline(always)]
+fn block_enabled() -> bool {
+    CONFIG
+        .get(agent_common::config::AGENT_PID)
+        .is_some_and(|pid| *pid != 0)
+}
 
 /// Real uids allowed to connect to protected servers (set by the agent).
 #[map]
@@ -866,7 +890,11 @@ fn allowed() -> bool {
         return true;
     }
     // SAFETY: map lookups of plain values.
-    if unsafe { POSTMASTERS.get(&tgid).is_some() || BACKENDS.get(&tgid).is_some() } {
+    if unsafe {
+        POSTMASTERS.get(&tgid).is_some()
+            || BACKENDS.get(&tgid).is_some()
+            || CLUSTER_TREE.get(&tgid).is_some()
+    } {
         return true;
     }
     let uid = bpf_get_current_uid_gid() as u32;

@@ -314,4 +314,35 @@ rules:
         assert_eq!(s.extra["client"]["pid"], 77);
         assert!(!s.extra.contains_key("sql") && !s.extra.contains_key("type"));
     }
+
+    #[test]
+    fn refused_connections_become_connection_blocked_records() {
+        let e = Event {
+            kind: Some(EventType::ConnectionBlocked),
+            host: "db1".into(),
+            client: Some(Client {
+                pid: Some(77),
+                comm: Some("psql".into()),
+                ..Client::default()
+            }),
+            target: Some(crate::event::Target {
+                transport: "tcp".into(),
+                addr: Some("127.0.0.1".into()),
+                port: Some(5432),
+                socket: None,
+            }),
+            action: Some("refused".into()),
+            ..Event::default()
+        };
+        let Some(AuditEvent::ConnectionBlocked(record)) = audit_record(&e) else {
+            panic!("not a connection_blocked record")
+        };
+        assert_eq!(record.extra["client"]["pid"], 77);
+        assert_eq!(record.extra["target"]["port"], 5432);
+        assert_eq!(record.extra["action"], "refused");
+        assert_eq!(
+            AuditEvent::ConnectionBlocked(record).kind(),
+            "connection_blocked"
+        );
+    }
 }

@@ -321,3 +321,47 @@ fn connects_to_other_ports_and_hosts_are_never_touched() {
     let direct = psql(&tcp(cluster.port), "SELECT 1", None, None);
     assert_refused(&direct, "a direct TCP connection");
 }
+
+#[test]
+fn the_clusters_own_processes_and_their_children_still_connect() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE from_program(x int)");
+    let policy = tempfile::tempdir().expect("policy dir");
+    std::fs::write(
+        policy.path().join("00-allow.yaml"),
+        "defaults:\n  unmatched: allow\n",
+    )
+    .expect("write policy");
+    let shim_port = free_port();
+    let config = format!(
+        "[shim]\nlisten_tcp = [\"127.0.0.1:{shim_port}\"]\nupstream = \"127.0.0.1:{}\"\n[block]\nenabled = true\n",
+        cluster.port
+    );
+    let agent = Agent::start_with_policy(Some(cluster.pid), &config, policy.path(), &[]);
+    // A backend's shell runs psql against the backend's own server: a grandchild of the
+    // postmaster, born while blocking is on.
+    let inner = format!(
+        "{PG_BIN}/psql -X -h {} -p {} -U postgres -d postgres -c \"INSERT INTO from_program VALUES (42)\"",
+        cluster.socket_dir.display(),
+        cluster.port
+    );
+    let run = psql(
+        &tcp(shim_port),
+        &format!("COPY (SELECT 1) TO PROGRAM '{inner}'"),
+        None,
+        None,
+    );
+    assert!(
+        run.ok,
+        "COPY TO PROGRAM with psql inside failed: {}",
+        run.out
+    );
+    let run = psql(&tcp(shim_port), "SELECT x FROM from_program", None, None);
+    assert!(run.ok, "{}", run.out);
+    assert_eq!(run.out.trim(), "42");
+    let events = agent.events();
+    assert!(
+        !events.iter().any(|e| e["type"] == "connection_blocked"),
+        "the cluster's own process tree was refused: {events:#?}"
+    );
+}
