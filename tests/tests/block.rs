@@ -365,3 +365,42 @@ fn the_clusters_own_processes_and_their_children_still_connect() {
         "the cluster's own process tree was refused: {events:#?}"
     );
 }
+
+#[test]
+fn an_agent_that_cannot_block_refuses_to_run_unprotected() {
+    dbward_e2e::require_root();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "[block]\nenabled = true\nallow_uids = [0]\n").expect("write config");
+    // Enough to capture (CAP_BPF, CAP_PERFMON), not enough for cgroup connect hooks.
+    let mut child = Command::new("setpriv")
+        .arg("--bounding-set=-all,+bpf,+perfmon,+dac_read_search,+sys_ptrace")
+        .arg(dbward_bin())
+        .args(["run", "--pid", "1", "--config"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(dir.path().join("agent.sock"))
+        .arg("--policy")
+        .arg(dbward_e2e::agent::shipped_policies())
+        .arg("--audit-dir")
+        .arg(dir.path().join("audit"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dbward under setpriv (util-linux)");
+    let status = wait_for(WAIT, || child.try_wait().expect("wait for dbward"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("dbward ran with [block] enabled although it cannot attach the connect hooks");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "dbward exited successfully: {stderr}");
+    assert!(
+        stderr.contains("[block] is enabled") && stderr.contains("not starting unprotected"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+}

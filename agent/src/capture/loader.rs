@@ -253,7 +253,9 @@ impl Loader {
         for program in ["block_connect4", "block_connect6"] {
             let prog: &mut CgroupSockAddr = program_mut(&mut self.ebpf, program)?;
             prog.load().map_err(|source| LoadError::Program {
-                what: format!("loading the cgroup connect program {program}"),
+                what: format!(
+                    "loading the cgroup connect program {program} (needs CAP_NET_ADMIN or CAP_SYS_ADMIN and a kernel with CONFIG_CGROUP_BPF)"
+                ),
                 source,
             })?;
             prog.attach(&cgroup, CgroupAttachMode::Single)
