@@ -317,9 +317,23 @@ fn connects_to_other_ports_and_hosts_are_never_touched() {
         !events.iter().any(|e| e["type"] == "connection_blocked"),
         "unexpected connection_blocked events: {events:#?}"
     );
-    // And the protected one still is refused (the hooks are live in this agent).
+    // And the protected one still is refused (the hooks are live in this agent)...
     let direct = psql(&tcp(cluster.port), "SELECT 1", None, None);
     assert_refused(&direct, "a direct TCP connection");
+    // ...until the agent dies without cleaning up: the kernel drops its hooks with it.
+    agent.kill();
+    let after = psql(&tcp(cluster.port), "SELECT 1", None, None);
+    assert!(
+        after.ok,
+        "direct TCP refused after the agent was killed: {}",
+        after.out
+    );
+    let after = psql(&unix(&cluster), "SELECT 1", None, None);
+    assert!(
+        after.ok,
+        "unix socket refused after the agent was killed: {}",
+        after.out
+    );
 }
 
 #[test]
