@@ -42,11 +42,13 @@ pub enum EventKind {
     Ready = 9,
     /// [`HeldEvent`]: a flagged backend was stopped (SIGSTOP) before parsing a statement.
     Held = 10,
+    /// [`BlockedEvent`]: a connect to a protected server port or socket was refused.
+    Blocked = 11,
 }
 
 impl EventKind {
     /// Every kind, in numeric order (index = kind - 1), for drop counters.
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Statement,
         EventKind::Login,
         EventKind::AppName,
@@ -57,6 +59,7 @@ impl EventKind {
         EventKind::Exec,
         EventKind::Ready,
         EventKind::Held,
+        EventKind::Blocked,
     ];
 
     /// Decodes a raw kind.
@@ -77,6 +80,7 @@ impl EventKind {
             EventKind::Exec => "exec",
             EventKind::Ready => "ready",
             EventKind::Held => "held",
+            EventKind::Blocked => "blocked",
         }
     }
 }
@@ -254,6 +258,25 @@ pub struct ConnectEvent {
     pub server: RawSockAddr,
 }
 
+/// A process that is not allowed to reach a protected server port or socket tried to
+/// connect; the kernel refused it (`ECONNREFUSED`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BlockedEvent {
+    /// Common header (pid/uid = the refused client).
+    pub header: EventHeader,
+    /// Real gid of the client.
+    pub gid: u32,
+    /// Padding.
+    pub _pad: u32,
+    /// cgroup v2 id of the client.
+    pub cgroup_id: u64,
+    /// The client's `comm`.
+    pub comm: [u8; COMM_LEN],
+    /// Where it tried to connect.
+    pub server: RawSockAddr,
+}
+
 /// A process exec'd a binary whose name looks like a PostgreSQL server.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -266,7 +289,7 @@ pub struct ExecEvent {
 
 /// Keys of the `CONFIG` array map, set by the agent before attaching.
 pub mod config {
-    /// Non-zero: the agent's own tgid (its events are ignored).
+    /// The agent's own tgid: always allowed to connect to protected servers (the shim).
     pub const AGENT_PID: u32 = 0;
     /// Number of slots.
     pub const SLOTS: u32 = 1;
@@ -278,5 +301,6 @@ const _: () = assert!(core::mem::size_of::<RawSockAddr>() == 136);
 const _: () = assert!(core::mem::size_of::<LoginEvent>() == 24 + 2 * NAME_LEN);
 const _: () = assert!(core::mem::size_of::<AcceptEvent>() == 24 + 8 + 136);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 8 + 8 + 16 + 136);
+const _: () = assert!(core::mem::size_of::<BlockedEvent>() == 24 + 8 + 8 + 16 + 136);
 const _: () = assert!(MAX_STATEMENT.is_power_of_two());
 const _: () = assert!(HELD_FIXED == 48);

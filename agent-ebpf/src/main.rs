@@ -8,11 +8,17 @@
 //! - tracepoints: `accept`/`accept4` of watched postmasters (client address), fork and exit of
 //!   their children (backend lifecycle), `connect` of local clients to watched ports and
 //!   sockets (client identity), `exec` of binaries named like PostgreSQL (new clusters).
+//! - `block`: cgroup `connect4`/`connect6` hooks on the root cgroup (attached only with
+//!   `[block]`) refuse connects to the watched servers' ports on local addresses unless the
+//!   connector is allowed; `sys_enter_connect` judges unix sockets the same way for the
+//!   agent's `cgroup/connect_unix` program.
 //!
 //! Entry points are thin wrappers over `try_*` functions; every failed ring-buffer write is
 //! counted per event kind in `DROPS`, never lost silently.
 #![no_std]
 #![no_main]
+
+mod block;
 
 use agent_common::{
     AcceptEvent, COMM_LEN, ConnectEvent, DROP_SLOTS, EventHeader, EventKind, ExecEvent, ExitEvent,
@@ -539,6 +545,14 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: map lookup of a plain value.
     if unsafe { POSTMASTERS.get(&parent) }.is_none() {
+        if block::enabled() {
+            let tgid = current_tgid();
+            // SAFETY: map lookups of plain values.
+            if unsafe { BACKENDS.get(&tgid).is_some() || block::CLUSTER_TREE.get(&tgid).is_some() }
+            {
+                let _ = block::CLUSTER_TREE.insert(&child, &1, BPF_ANY as u64);
+            }
+        }
         return 0;
     }
     let _ = BACKENDS.insert(&child, &parent, BPF_ANY as u64);
@@ -554,6 +568,9 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
 /// `sched_process_exit`: the last thread of a watched process exited.
 #[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
+    if block::enabled() {
+        let _ = block::CLUSTER_TREE.remove(&(bpf_get_current_pid_tgid() as u32));
+    }
     // SAFETY: offset 32 is `group_dead` in the tracepoint's format file.
     let group_dead = unsafe { ctx.read_at::<u8>(32) }.unwrap_or(1);
     if group_dead == 0 {
@@ -615,6 +632,9 @@ fn try_connect_enter(ctx: &TracePointContext) -> Result<(), i64> {
     scratch.server = empty_addr();
     read_sockaddr(addr as *const u8, &mut scratch.server);
     let server = &scratch.server;
+    if server.family == AF_UNIX {
+        block::judge_unix_connect(server);
+    }
     // SAFETY: map lookups of plain values.
     let watched = match server.family {
         AF_INET | AF_INET6 => unsafe { WATCH_PORTS.get(&server.port) }.is_some(),
@@ -636,6 +656,7 @@ fn try_connect_enter(ctx: &TracePointContext) -> Result<(), i64> {
 /// `sys_exit_connect`: the watched connect went through (or is in progress).
 #[tracepoint]
 pub fn connect_exit(ctx: TracePointContext) -> u32 {
+    let _ = block::DENY_CONNECT.remove(&bpf_get_current_pid_tgid());
     let _ = try_connect_exit(&ctx);
     0
 }

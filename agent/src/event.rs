@@ -26,6 +26,8 @@ pub enum EventType {
     Decision,
     /// A policy was (re)loaded, or a reload was refused.
     PolicyReload,
+    /// The kernel refused a connection to a protected server (`[block]`).
+    ConnectionBlocked,
 }
 
 /// How the client reached the server, and who it is when it is local.
@@ -82,6 +84,22 @@ pub struct Client {
     /// same server port or socket is assumed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identified_by: Option<String>,
+}
+
+/// Where a refused client tried to connect (`connection_blocked`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// `tcp` or `unix`.
+    pub transport: String,
+    /// Server IP address (TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// Server port (TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Server socket path (unix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
 }
 
 /// One event of the live stream (`dbward tail --json` prints exactly this).
@@ -152,6 +170,9 @@ pub struct Event {
     /// Server binary, port and data directory (cluster_attached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<BTreeMap<String, String>>,
+    /// The server address a refused client tried (connection_blocked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
     /// Who saw it: `kernel` (the capture) or `shim` (the socket shim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,

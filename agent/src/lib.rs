@@ -16,10 +16,12 @@
 //! - [`shim`] — the PostgreSQL socket shim: listeners, per-connection task, hold/forward.
 //! - [`approval`] — approval requests for held statements, the local on-host store.
 //! - [`enforce`] — backends the kernel stopped: decide, resume, neutralise or terminate.
+//! - [`block`] — refusing direct connections to the servers (`[block]`, cgroup connect hooks).
 #![deny(missing_docs)]
 
 pub mod approval;
 pub mod audit;
+pub mod block;
 pub mod capture;
 pub mod cli;
 pub mod config;

@@ -218,7 +218,8 @@ pub fn audit_payload(event: &Event) -> Option<Result<Payload, CanonicalError>> {
                 p.rename("policy_sha256", "content_sha256");
                 p.insert_default("content_sha256", "")?;
             }
-            EventType::ClusterAttached => {}
+            // Everything the event says: client, target, postmaster, action.
+            EventType::ConnectionBlocked | EventType::ClusterAttached => {}
         }
         Ok(p)
     }))
@@ -337,6 +338,11 @@ rules:
                 content_sha256: event.policy_sha256.clone().unwrap_or_default(),
                 extra: extra(event, &["policy_sha256"]),
             }),
+            EventType::ConnectionBlocked => {
+                AuditEvent::ConnectionBlocked(audit::ConnectionBlocked {
+                    extra: extra(event, &[]),
+                })
+            }
             EventType::ClusterAttached => return None,
         })
     }
@@ -359,6 +365,7 @@ rules:
     #[test]
     fn payloads_equal_the_typed_records_for_every_event_type() {
         let kinds = [
+            EventType::ConnectionBlocked,
             EventType::SessionStart,
             EventType::Statement,
             EventType::SessionEnd,
@@ -422,5 +429,33 @@ rules:
         assert_eq!(record["application_name"], "psql");
         assert_eq!(record["client"]["pid"], 77);
         assert!(record.get("sql").is_none() && record.get("ts").is_none());
+    }
+
+    #[test]
+    fn refused_connections_become_connection_blocked_records() {
+        let e = Event {
+            kind: Some(EventType::ConnectionBlocked),
+            host: "db1".into(),
+            client: Some(Client {
+                pid: Some(77),
+                comm: Some("psql".into()),
+                ..Client::default()
+            }),
+            target: Some(crate::event::Target {
+                transport: "tcp".into(),
+                addr: Some("127.0.0.1".into()),
+                port: Some(5432),
+                socket: None,
+            }),
+            action: Some("refused".into()),
+            ..Event::default()
+        };
+        assert_eq!(canonical_of_payload(&e), canonical_of_typed(&e));
+        let record: Value =
+            serde_json::from_str(&canonical_of_payload(&e).expect("audited")).expect("json");
+        assert_eq!(record["type"], "connection_blocked");
+        assert_eq!(record["client"]["pid"], 77);
+        assert_eq!(record["target"]["port"], 5432);
+        assert_eq!(record["action"], "refused");
     }
 }

@@ -29,6 +29,8 @@ pub enum AuditEvent {
     PolicyReload(PolicyReload),
     /// The kernel reported dropped events.
     KernelDrops(KernelDrops),
+    /// The kernel refused a connection to a protected server (`[block]`).
+    ConnectionBlocked(ConnectionBlocked),
     /// A signed checkpoint; written by the log itself, never appended by callers.
     Checkpoint(Checkpoint),
 }
@@ -46,6 +48,7 @@ impl AuditEvent {
             Self::Decision(_) => "decision",
             Self::PolicyReload(_) => "policy_reload",
             Self::KernelDrops(_) => "kernel_drops",
+            Self::ConnectionBlocked(_) => "connection_blocked",
             Self::Checkpoint(_) => "checkpoint",
         }
     }
@@ -162,6 +165,15 @@ pub struct KernelDrops {
     /// Events the kernel dropped since the previous report.
     pub count: u64,
     /// Further fields.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payload of `connection_blocked`: the refused client (`client`), where it tried to
+/// connect (`target`) and the cluster (`postmaster_pid`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionBlocked {
+    /// All fields of the stream event.
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -3,8 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_common::{
-    AcceptEvent, ConnectEvent, EventHeader, EventKind, ExecEvent, ForkEvent, HELD_FIXED,
-    LoginEvent, NameEvent, RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED,
+    AcceptEvent, BlockedEvent, ConnectEvent, EventHeader, EventKind, ExecEvent, ForkEvent,
+    HELD_FIXED, LoginEvent, NameEvent, RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND,
+    STMT_TRUNCATED,
 };
 
 /// Why a record could not be decoded.
@@ -178,6 +179,19 @@ pub enum KernelEvent {
         /// Server address it connected to.
         server: SockAddr,
     },
+    /// The kernel refused a connect to a protected server (`[block]`).
+    Blocked {
+        /// Where and when (pid/uid = the refused client).
+        origin: Origin,
+        /// Client gid.
+        gid: u32,
+        /// Client cgroup v2 id.
+        cgroup_id: u64,
+        /// Client comm.
+        comm: String,
+        /// The server address it tried.
+        server: SockAddr,
+    },
     /// A PostgreSQL-named binary was exec'd.
     Exec {
         /// Where and when.
@@ -200,6 +214,7 @@ impl KernelEvent {
             | KernelEvent::Fork { origin, .. }
             | KernelEvent::Exit { origin }
             | KernelEvent::Connect { origin, .. }
+            | KernelEvent::Blocked { origin, .. }
             | KernelEvent::Exec { origin, .. } => origin,
         }
     }
@@ -340,6 +355,16 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 server: SockAddr::from_raw(&e.server),
             }
         }
+        EventKind::Blocked => {
+            let e: BlockedEvent = read(bytes, kind)?;
+            KernelEvent::Blocked {
+                origin,
+                gid: e.gid,
+                cgroup_id: e.cgroup_id,
+                comm: c_string(&e.comm),
+                server: SockAddr::from_raw(&e.server),
+            }
+        }
         EventKind::Exec => {
             let e: ExecEvent = read(bytes, kind)?;
             KernelEvent::Exec {
@@ -466,6 +491,53 @@ mod tests {
         assert!(matches!(
             decode(&bytes_of(&h)),
             Err(DecodeError::Short { kind: "login", .. })
+        ));
+    }
+
+    #[test]
+    fn blocked_record_names_the_client_and_the_refused_socket() {
+        let mut server = RawSockAddr {
+            family: libc::AF_UNIX as u16,
+            port: 0,
+            _pad: 0,
+            addr: [0; 16],
+            path: [0; agent_common::UNIX_PATH_LEN],
+            _pad2: [0; 4],
+        };
+        server.path[..20].copy_from_slice(b"/run/pg/.s.PGSQL.543");
+        let mut comm = [0u8; agent_common::COMM_LEN];
+        comm[..4].copy_from_slice(b"psql");
+        let event = BlockedEvent {
+            header: header(EventKind::Blocked),
+            gid: 5,
+            _pad: 0,
+            cgroup_id: 1234,
+            comm,
+            server,
+        };
+        assert_eq!(
+            decode(&bytes_of(&event)).unwrap(),
+            KernelEvent::Blocked {
+                origin: Origin {
+                    pid: 42,
+                    tid: 42,
+                    uid: 1000,
+                    ktime_ns: 7
+                },
+                gid: 5,
+                cgroup_id: 1234,
+                comm: "psql".into(),
+                server: SockAddr::Unix {
+                    path: "/run/pg/.s.PGSQL.543".into()
+                },
+            }
+        );
+        assert!(matches!(
+            decode(&bytes_of(&event)[..60]),
+            Err(DecodeError::Short {
+                kind: "blocked",
+                ..
+            })
         ));
     }
 

@@ -1,11 +1,12 @@
 //! Loads the kernel programs, attaches them, and owns the maps the agent writes.
 
 use std::collections::HashSet;
+use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 
 use agent_common::{DROP_SLOTS, EventKind, KEYWORD_LEN, UNIX_PATH_LEN};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{TracePoint, UProbe, uprobe::UProbeScope};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, TracePoint, UProbe, uprobe::UProbeScope};
 use aya::{Ebpf, include_bytes_aligned};
 use tracing::{debug, info, warn};
 
@@ -73,6 +74,8 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
 pub struct Loader {
     ebpf: Ebpf,
     attached_binaries: HashSet<PathBuf>,
+    /// The `cgroup/connect_unix` link of `[block]` (closing it detaches the program).
+    unix_connect_link: Option<std::os::fd::OwnedFd>,
 }
 
 impl Loader {
@@ -106,6 +109,7 @@ impl Loader {
         Ok(Self {
             ebpf,
             attached_binaries: HashSet::new(),
+            unix_connect_link: None,
         })
     }
 
@@ -175,19 +179,153 @@ impl Loader {
 
     /// Reports connects of local clients to this unix socket path.
     pub fn watch_socket(&mut self, path: &Path) -> Result<(), LoadError> {
-        let bytes = path.as_os_str().as_encoded_bytes();
-        if bytes.len() >= UNIX_PATH_LEN {
+        let Some(key) = path_key(path) else {
             warn!(path = %path.display(), "socket path too long to watch");
             return Ok(());
-        }
-        let mut key = [0u8; UNIX_PATH_LEN];
-        key[..bytes.len()].copy_from_slice(bytes);
+        };
         self.hash_map::<[u8; UNIX_PATH_LEN], u8>("WATCH_SOCKETS")?
             .insert(key, 1, 0)
             .map_err(|source| LoadError::Map {
                 name: "WATCH_SOCKETS",
                 source,
             })
+    }
+
+    /// Attaches the programs that refuse connects to protected servers (`[block]`) to the
+    /// cgroup v2 root `cgroup_root` (so they see every socket), after telling them who is
+    /// always allowed: `agent_pid` (the agent and its shim) and `allow_uids`. Fails, naming
+    /// what is missing, when the kernel lacks a hook. Detached when the loader is dropped
+    /// (the agent exits, however it exits).
+    pub fn enable_block(
+        &mut self,
+        agent_pid: u32,
+        allow_uids: &[u32],
+        cgroup_root: &Path,
+    ) -> Result<(), LoadError> {
+        let cgroup = std::fs::File::open(cgroup_root).map_err(|e| {
+            LoadError::Missing(preflight::MissingFeature {
+                feature: "cgroup v2",
+                detail: format!(
+                    "cannot open the cgroup2 root {}: {e}",
+                    cgroup_root.display()
+                ),
+            })
+        })?;
+        let map = self
+            .ebpf
+            .map_mut("CONFIG")
+            .ok_or_else(|| LoadError::MissingItem("map CONFIG".into()))?;
+        let mut config = Array::<_, u32>::try_from(map).map_err(|source| LoadError::Map {
+            name: "CONFIG",
+            source,
+        })?;
+        config
+            .set(agent_common::config::AGENT_PID, agent_pid, 0)
+            .map_err(|source| LoadError::Map {
+                name: "CONFIG",
+                source,
+            })?;
+        let map = self
+            .ebpf
+            .map_mut("HOST_NETNS")
+            .ok_or_else(|| LoadError::MissingItem("map HOST_NETNS".into()))?;
+        let cookie = own_netns_cookie().map_err(|e| {
+            LoadError::Missing(preflight::MissingFeature {
+                feature: "network namespace cookies",
+                detail: format!(
+                    "getsockopt(SO_NETNS_COOKIE) failed: {e} (it needs Linux 5.14 or later)"
+                ),
+            })
+        })?;
+        Array::<_, u64>::try_from(map)
+            .and_then(|mut netns| netns.set(0, cookie, 0))
+            .map_err(|source| LoadError::Map {
+                name: "HOST_NETNS",
+                source,
+            })?;
+        let mut uids = self.hash_map::<u32, u8>("ALLOW_UIDS")?;
+        for &uid in allow_uids {
+            uids.insert(uid, 1, 0).map_err(|source| LoadError::Map {
+                name: "ALLOW_UIDS",
+                source,
+            })?;
+        }
+        for program in ["block_connect4", "block_connect6"] {
+            let prog: &mut CgroupSockAddr = program_mut(&mut self.ebpf, program)?;
+            prog.load().map_err(|source| LoadError::Program {
+                what: format!(
+                    "loading the cgroup connect program {program} (needs CAP_NET_ADMIN or CAP_SYS_ADMIN and a kernel with CONFIG_CGROUP_BPF)"
+                ),
+                source,
+            })?;
+            prog.attach(&cgroup, CgroupAttachMode::Single)
+                .map_err(|source| LoadError::Program {
+                    what: format!(
+                        "attaching {program} to the cgroup2 root {}",
+                        cgroup_root.display()
+                    ),
+                    source,
+                })?;
+        }
+        let deny = match self.ebpf.map("DENY_CONNECT") {
+            Some(aya::maps::Map::LruHashMap(data)) => data.fd().as_fd(),
+            _ => return Err(LoadError::MissingItem("LRU hash map DENY_CONNECT".into())),
+        };
+        let link = super::unix_connect::attach(deny, cgroup.as_fd()).map_err(|e| {
+            LoadError::Missing(preflight::MissingFeature {
+                feature: "cgroup unix connect hook",
+                detail: e.to_string(),
+            })
+        })?;
+        self.unix_connect_link = Some(link);
+        info!(cgroup = %cgroup_root.display(), "direct connections to watched clusters are refused (cgroup connect hooks)");
+        Ok(())
+    }
+
+    /// Refuses connects to this TCP port on local addresses (see [`Loader::enable_block`]).
+    pub fn protect_port(&mut self, port: u16) -> Result<(), LoadError> {
+        self.hash_map::<u16, u8>("BLOCK_PORTS")?
+            .insert(port, 1, 0)
+            .map_err(|source| LoadError::Map {
+                name: "BLOCK_PORTS",
+                source,
+            })
+    }
+
+    /// Refuses connects to this unix socket path (see [`Loader::enable_block`]).
+    pub fn protect_socket(&mut self, path: &Path) -> Result<(), LoadError> {
+        let Some(key) = path_key(path) else {
+            warn!(path = %path.display(), "socket path too long to protect");
+            return Ok(());
+        };
+        self.hash_map::<[u8; UNIX_PATH_LEN], u8>("BLOCK_SOCKETS")?
+            .insert(key, 1, 0)
+            .map_err(|source| LoadError::Map {
+                name: "BLOCK_SOCKETS",
+                source,
+            })
+    }
+
+    /// Takes the block maps the agent keeps current: local addresses and allowed cgroups
+    /// (once).
+    pub fn take_block_maps(&mut self) -> Result<BlockMaps, LoadError> {
+        let mut take = |name: &'static str| {
+            self.ebpf
+                .take_map(name)
+                .ok_or_else(|| LoadError::MissingItem(format!("map {name}")))
+        };
+        let local_addrs = take("LOCAL_ADDRS")?;
+        let allow_cgroups = take("ALLOW_CGROUPS")?;
+        Ok(BlockMaps {
+            local_addrs: HashMap::try_from(local_addrs).map_err(|source| LoadError::Map {
+                name: "LOCAL_ADDRS",
+                source,
+            })?,
+            allow_cgroups: HashMap::try_from(allow_cgroups).map_err(|source| LoadError::Map {
+                name: "ALLOW_CGROUPS",
+                source,
+            })?,
+        })
     }
 
     /// Takes the event ring buffer (once).
@@ -324,6 +462,74 @@ impl HoldFlags {
                 source,
             })
     }
+}
+
+/// The kernel's block maps the agent keeps current while it runs.
+pub struct BlockMaps {
+    local_addrs: HashMap<MapData, [u8; 16], u8>,
+    allow_cgroups: HashMap<MapData, u64, u8>,
+}
+
+impl BlockMaps {
+    /// Makes `LOCAL_ADDRS` hold exactly `addrs` (IPv6, IPv4 mapped).
+    pub fn set_local_addrs(&mut self, addrs: &HashSet<[u8; 16]>) -> Result<(), LoadError> {
+        replace_set(&mut self.local_addrs, addrs, "LOCAL_ADDRS")
+    }
+
+    /// Makes `ALLOW_CGROUPS` hold exactly `ids`.
+    pub fn set_allowed_cgroups(&mut self, ids: &HashSet<u64>) -> Result<(), LoadError> {
+        replace_set(&mut self.allow_cgroups, ids, "ALLOW_CGROUPS")
+    }
+}
+
+/// Inserts the keys of `want` missing from `map` and removes the others.
+fn replace_set<K: aya::Pod + Eq + std::hash::Hash>(
+    map: &mut HashMap<MapData, K, u8>,
+    want: &HashSet<K>,
+    name: &'static str,
+) -> Result<(), LoadError> {
+    let have: HashSet<K> = map.keys().filter_map(Result::ok).collect();
+    for key in have.difference(want) {
+        let _ = map.remove(key);
+    }
+    for key in want.difference(&have) {
+        map.insert(*key, 1, 0)
+            .map_err(|source| LoadError::Map { name, source })?;
+    }
+    Ok(())
+}
+
+/// The cookie of this process's network namespace (`SO_NETNS_COOKIE`, Linux 5.14+).
+fn own_netns_cookie() -> std::io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt into a live u64 with its length.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
+/// A socket path as a NUL-padded map key (`None` when it does not fit).
+fn path_key(path: &Path) -> Option<[u8; UNIX_PATH_LEN]> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.len() >= UNIX_PATH_LEN {
+        return None;
+    }
+    let mut key = [0u8; UNIX_PATH_LEN];
+    key[..bytes.len()].copy_from_slice(bytes);
+    Some(key)
 }
 
 fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>

@@ -5,6 +5,7 @@ pub mod decode;
 pub mod discover;
 pub mod loader;
 pub mod preflight;
+pub mod unix_connect;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -63,6 +64,8 @@ pub struct Capture {
     binaries: HashSet<(u64, u64)>,
     /// Postmasters whose `postmaster.pid` is not complete yet (just started).
     pending: Vec<(u32, u32)>,
+    /// `[block]`: adopted clusters' ports and sockets are protected too.
+    protect: bool,
 }
 
 impl Capture {
@@ -88,6 +91,7 @@ impl Capture {
             targets,
             binaries: HashSet::new(),
             pending: Vec::new(),
+            protect: false,
         })
     }
 
@@ -116,6 +120,14 @@ impl Capture {
         if let Some(socket) = &pm.socket {
             self.loader.watch_socket(socket)?;
         }
+        if self.protect {
+            if let Some(port) = pm.port {
+                self.loader.protect_port(port)?;
+            }
+            if let Some(socket) = &pm.socket {
+                self.loader.protect_socket(socket)?;
+            }
+        }
         info!(pid = pm.pid, exe = %pm.exe.display(), port = ?pm.port, socket = ?pm.socket, "watching PostgreSQL cluster");
         Ok(())
     }
@@ -128,6 +140,21 @@ impl Capture {
     /// Watches an additional unix socket path (e.g. the shim's listener).
     pub fn watch_socket(&mut self, path: &std::path::Path) -> Result<(), LoadError> {
         self.loader.watch_socket(path)
+    }
+
+    /// Refuses direct connections to every cluster adopted from now on (call before
+    /// [`Capture::run`]); see [`Loader::enable_block`]. Returns the maps the agent keeps
+    /// current.
+    pub fn enable_block(
+        &mut self,
+        agent_pid: u32,
+        allow_uids: &[u32],
+        cgroup_root: &std::path::Path,
+    ) -> Result<loader::BlockMaps, LoadError> {
+        self.loader
+            .enable_block(agent_pid, allow_uids, cgroup_root)?;
+        self.protect = true;
+        self.loader.take_block_maps()
     }
 
     /// Takes the kernel's hold switches (once, before [`Capture::run`]).

@@ -164,6 +164,9 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     }))?;
 
     let mut capture = Capture::start(targets).context("cannot start the kernel capture")?;
+    let block_guard = crate::block::start(&mut capture, &config.block).context(
+        "[block] is enabled but direct connections cannot be refused; not starting unprotected",
+    )?;
     let mut hold_flags = capture
         .take_hold_flags()
         .context("cannot open the kernel hold maps")?;
@@ -195,6 +198,9 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut stream_metrics = None;
     let (shim_tx, mut shim_rx) = mpsc::channel::<ShimEvent>(65536);
     let mut tasks = Vec::new();
+    if let Some(guard) = block_guard {
+        tasks.push(tokio::spawn(guard.run(shutdown())));
+    }
     let channel: Arc<dyn ApprovalChannel> = match &config.approver {
         Some(remote) => Arc::new(
             RemoteApprovals::new(remote, EventSink::new(shim_tx.clone()))

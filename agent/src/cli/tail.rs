@@ -114,6 +114,7 @@ fn pretty(e: &Event) -> String {
         Some(EventType::Hold) => "HOLD",
         Some(EventType::Decision) => "DECIDED",
         Some(EventType::PolicyReload) => "POLICY",
+        Some(EventType::ConnectionBlocked) => "BLOCKED",
         None => "?",
     };
     let who = format!(

@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// `dbward approvals approve ID`).
     #[serde(default)]
     pub approver: Option<crate::approval::remote::RemoteConfig>,
+    /// Refusing direct connections to the servers (default: off).
+    #[serde(default)]
+    pub block: crate::block::BlockConfig,
 }
 
 /// `[policy]`: where the policy files are.
@@ -135,6 +138,12 @@ impl AgentConfig {
                 .check()
                 .into_iter()
                 .map(|p| format!("[stream] {p}")),
+        );
+        problems.extend(
+            self.block
+                .check(self.shim.is_some())
+                .into_iter()
+                .map(|p| format!("[block] {p}")),
         );
         problems
     }

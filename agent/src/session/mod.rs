@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::capture::decode::{KernelEvent, Origin, SockAddr};
 use crate::capture::discover::ExistingBackend;
-use crate::event::{Client, Event, EventType, escape_sql, format_ts};
+use crate::event::{Client, Event, EventType, Target, escape_sql, format_ts};
 
 /// How long a client `connect` record waits for its server-side session.
 const CLIENT_RECORD_TTL: Duration = Duration::from_secs(120);
@@ -336,7 +336,84 @@ impl<I: Inspector> Correlator<I> {
                 self.record_client(origin, gid, fd, cgroup_id, comm, server);
                 None
             }
+            KernelEvent::Blocked {
+                origin,
+                gid,
+                cgroup_id,
+                comm,
+                server,
+            } => Some(self.blocked_event(origin, gid, cgroup_id, comm, server)),
             KernelEvent::Exec { .. } => None,
+        }
+    }
+
+    /// A `connection_blocked` event: who was refused (identified like a local client) and
+    /// which cluster it tried to reach.
+    fn blocked_event(
+        &self,
+        origin: Origin,
+        gid: u32,
+        cgroup_id: u64,
+        comm: String,
+        server: SockAddr,
+    ) -> Event {
+        let mut client = Client {
+            pid: Some(origin.pid),
+            uid: Some(origin.uid),
+            gid: Some(gid),
+            comm: Some(comm),
+            cgroup_id: Some(cgroup_id),
+            ..Client::default()
+        };
+        self.inspector.describe_process(&mut client, origin.pid);
+        let (target, postmaster) = match server {
+            SockAddr::Tcp { ip, port } => {
+                client.transport = "tcp".into();
+                let pm = self
+                    .postmasters
+                    .iter()
+                    .find(|(_, pm)| pm.port == Some(port));
+                let target = Target {
+                    transport: "tcp".into(),
+                    addr: Some(ip.to_string()),
+                    port: Some(port),
+                    socket: None,
+                };
+                (target, pm.map(|(pid, _)| *pid))
+            }
+            SockAddr::Unix { path } => {
+                client.transport = "unix".into();
+                let pm = self
+                    .postmasters
+                    .iter()
+                    .find(|(_, pm)| pm.socket.as_deref() == Some(path.as_str()));
+                let target = Target {
+                    transport: "unix".into(),
+                    socket: Some(path),
+                    ..Target::default()
+                };
+                (target, pm.map(|(pid, _)| *pid))
+            }
+            SockAddr::Unknown => {
+                client.transport = "unknown".into();
+                (
+                    Target {
+                        transport: "unknown".into(),
+                        ..Target::default()
+                    },
+                    None,
+                )
+            }
+        };
+        Event {
+            kind: Some(EventType::ConnectionBlocked),
+            ts: format_ts(self.clock.wall(origin.ktime_ns)),
+            host: self.host.clone(),
+            postmaster_pid: postmaster,
+            client: Some(client),
+            target: Some(target),
+            action: Some("refused".into()),
+            ..Event::default()
         }
     }
 

@@ -259,3 +259,48 @@ fn a_tcp_client_gone_before_its_port_was_read_is_the_latest_connect() {
     let next = open(&mut c, 201, 7, tcp(40001), 20).client.unwrap();
     assert_eq!(next.pid, None);
 }
+
+#[test]
+fn a_refused_connect_names_the_client_the_target_and_the_cluster() {
+    let mut host = FakeHost::default();
+    host.exes.insert(77, "/usr/bin/psql");
+    let mut c = correlator(host);
+    let blocked = |server| KernelEvent::Blocked {
+        origin: origin(77, 5),
+        gid: 1000,
+        cgroup_id: 4242,
+        comm: "psql".into(),
+        server,
+    };
+    let e = c.handle(blocked(tcp(5432))).expect("an event");
+    assert_eq!(e.kind, Some(EventType::ConnectionBlocked));
+    assert_eq!(e.postmaster_pid, Some(POSTMASTER));
+    assert_eq!(e.action.as_deref(), Some("refused"));
+    assert_eq!(e.session_id, None);
+    let client = e.client.expect("client");
+    assert_eq!(
+        (client.pid, client.uid, client.gid, client.cgroup_id),
+        (Some(77), Some(1000), Some(1000), Some(4242))
+    );
+    assert_eq!(client.comm.as_deref(), Some("psql"));
+    assert_eq!(client.exe.as_deref(), Some("/usr/bin/psql"));
+    let target = e.target.expect("target");
+    assert_eq!(
+        (
+            target.transport.as_str(),
+            target.addr.as_deref(),
+            target.port
+        ),
+        ("tcp", Some("127.0.0.1"), Some(5432))
+    );
+
+    let e = c.handle(blocked(unix())).expect("an event");
+    assert_eq!(e.postmaster_pid, Some(POSTMASTER));
+    let target = e.target.expect("target");
+    assert_eq!(target.transport, "unix");
+    assert_eq!(target.socket.as_deref(), Some("/run/pg/.s.PGSQL.5432"));
+
+    let e = c.handle(blocked(tcp(6000))).expect("an event");
+    assert_eq!(e.postmaster_pid, None, "no watched cluster on port 6000");
+    assert_eq!(c.session_count(), 0, "a refused connect is not a session");
+}
