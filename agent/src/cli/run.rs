@@ -97,6 +97,7 @@ struct Publisher {
     live: broadcast::Sender<Arc<Event>>,
     print: bool,
     published: u64,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Publisher {
@@ -112,6 +113,7 @@ impl Publisher {
             println!("{line}");
         }
         self.published += 1;
+        self.metrics.observe(&event);
         let _ = self.live.send(Arc::new(event));
     }
 }
@@ -245,6 +247,19 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         }));
     }
 
+    let metrics = crate::metrics::Metrics::enabled(config.metrics.is_some());
+    if let Some(listen) = &config.metrics {
+        let sources = crate::metrics::Sources {
+            stream: stream_metrics.clone(),
+            audit_synced: audit.subscribe_synced(),
+            audit_resumed_after: audit.open_report().resumed_after,
+            audit_dir: config.audit.dir.clone(),
+            shim_events: shim_sink.clone(),
+        };
+        let server = crate::metrics::serve(listen, metrics.clone(), sources, shutdown()).await?;
+        tasks.push(tokio::spawn(server));
+    }
+
     let (reload_tx, mut reload_rx) = mpsc::channel::<Event>(16);
     {
         let host = host.clone();
@@ -298,6 +313,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         live,
         print: args.stdout,
         published: 0,
+        metrics,
     };
     let agent_pid = std::process::id();
     let mut correlator = Correlator::new(host.clone(), Clock::now(), HostInspector);

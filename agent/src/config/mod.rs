@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// `dbward approvals approve ID`).
     #[serde(default)]
     pub approver: Option<crate::approval::remote::RemoteConfig>,
+    /// The Prometheus endpoint (absent: no metrics are served).
+    #[serde(default)]
+    pub metrics: Option<crate::metrics::MetricsConfig>,
 }
 
 /// `[policy]`: where the policy files are.
@@ -136,6 +139,14 @@ impl AgentConfig {
                 .into_iter()
                 .map(|p| format!("[stream] {p}")),
         );
+        if let Some(metrics) = &self.metrics {
+            problems.extend(
+                metrics
+                    .check()
+                    .into_iter()
+                    .map(|p| format!("[metrics] {p}")),
+            );
+        }
         problems
     }
 
