@@ -61,7 +61,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub hold_unmediated: bool,
     /// State file of backends stopped for a decision (resumed, fail closed, at start).
-    #[arg(long, default_value = "/var/lib/dbward/held.json")]
+    #[arg(long, default_value = crate::enforce::state::DEFAULT_HELD_STATE)]
     pub held_state: PathBuf,
 }
 
