@@ -209,7 +209,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(n) => warn!(backends = n, "ended backends a previous agent left held"),
         Err(e) => error!(error = %e, "cannot recover held backends"),
     }
-    if let Some(shim_config) = config.shim.clone() {
+    if let Some(shim_config) = config.shim_config() {
         let shim = Shim::new(
             shim_config,
             Arc::new(PolicyGate::new(policy.clone())),
