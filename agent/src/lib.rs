@@ -10,6 +10,7 @@
 //! - [`audit`] — the hash-chained local audit log, checkpoints, verify.
 //! - [`stream`] — lossless streaming of audit records to the central approver.
 //! - [`control`] — the local control socket (`dbward tail`).
+//! - [`metrics`] — Prometheus metrics of all of the above (`[metrics] listen`).
 //! - [`config`] — `agent.toml`.
 //! - [`cli`] — one file per subcommand; the only place that uses `anyhow`.
 //! - [`protocol`] — wire-protocol codecs (PostgreSQL v3), pure, no I/O.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod control;
 pub mod enforce;
 pub mod event;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod protocol;

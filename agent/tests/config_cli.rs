@@ -95,3 +95,28 @@ fn missing_file_outside_the_default_path_fails() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/agent.toml"));
 }
+
+#[test]
+fn bad_metrics_addresses_are_reported_at_their_key() {
+    let (code, stdout, stderr, _) = check("[metrics]\nlisten = \"127.0.0.1:9187\"\n");
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    for (text, at) in [
+        (
+            "[metrics]\nlisten = \"localhost:x\"\n",
+            ":2:10: invalid socket address",
+        ),
+        (
+            "host = \"db1\"\n[metrics]\n  listen = \"127.0.0.1:0\"\n",
+            ":3:3: [metrics] metrics.listen",
+        ),
+        (
+            "[metrics]\nlisten = \"127.0.0.1:9187\"\nport = 1\n",
+            ":3:1: unknown field `port`",
+        ),
+    ] {
+        let (code, _, stderr, path) = check(text);
+        assert_eq!(code, Some(1), "{text}: {stderr}");
+        let expected = format!("{}{at}", path.display());
+        assert!(stderr.contains(&expected), "{text}: {stderr}");
+    }
+}

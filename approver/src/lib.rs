@@ -4,6 +4,7 @@
 //! their signed decision goes back to the one host, session and statement it was made
 //! for. Data flows top to bottom:
 //!
+//! - [`cli`] — the command line.
 //! - [`config`] — `approver.toml` model and checks.
 //! - [`keys`] — the ed25519 signing key (generated 0600 when absent).
 //! - [`directory`] — principals by name, Slack id, Teams id, OIDC identity.
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod bench;
 pub mod channels;
+pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod keys;

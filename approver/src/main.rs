@@ -1,38 +1,11 @@
 //! `dbward-approver`: the central approval service.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use dbward_approver::cli::{Cli, Command};
 use dbward_approver::config::Config;
-
-/// Central approval service for statements held by dbward agents.
-#[derive(Debug, Parser)]
-#[command(name = "dbward-approver", version, about)]
-struct Cli {
-    /// Configuration file.
-    #[arg(
-        short,
-        long,
-        default_value = "/etc/dbward/approver.toml",
-        global = true
-    )]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve the API and web UI (the default).
-    Run,
-    /// Check the configuration and exit.
-    Check,
-    /// Print the decision-signing public key (base64) for agents to pin; creates the
-    /// key when missing.
-    Pubkey,
-}
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.config)?;

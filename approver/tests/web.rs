@@ -1,5 +1,6 @@
 //! The web UI behind OpenID Connect: login against a local test IdP, pages, voting by
 //! form with CSRF protection; and the same in headless Chromium (Debian's `chromium`).
+//! Without `[oidc]`, humans log in with their approver token.
 
 mod util;
 
@@ -201,6 +202,92 @@ async fn oidc_login_shows_pending_requests_and_votes_by_form_with_csrf() {
         .await;
     assert_eq!(status, 401);
     assert!(audited(&h, "oidc_state", 401).await);
+}
+
+#[tokio::test]
+async fn without_oidc_humans_log_in_with_their_approver_token_and_vote() {
+    let h = start("").await;
+    let base = h.url();
+    let req = request("DELETE FROM orders WHERE id = 7", 1, 120);
+    h.agent().file_request(&req).await.expect("file");
+    let id = req.request_id;
+    let here = format!("/ui/requests/{id}");
+
+    let mut b = Browser::new();
+    let (status, location, _) = b.get(&format!("{base}{here}")).await;
+    let next = serde_urlencoded::to_string([("next", here.as_str())]).expect("query");
+    assert_eq!(
+        (status, location),
+        (303, Some(format!("/auth/token?{next}")))
+    );
+    let (status, _, form) = b.get(&format!("{base}/auth/token?{next}")).await;
+    assert_eq!(status, 200, "{form}");
+    assert!(
+        form.contains(&format!("name=\"next\" value=\"{here}\"")),
+        "{form}"
+    );
+    let login = |b: &Browser, token: &str| {
+        b.http
+            .post(format!("{base}/auth/token"))
+            .form(&[("token", token), ("next", here.as_str())])
+    };
+    for (token, refused) in [
+        ("not-a-token-of-this-service".to_string(), 401),
+        (DB1_TOKEN.to_string(), 401),
+        (token("claude-bot"), 403),
+        (token("deploybot"), 403),
+    ] {
+        let (status, _, body) = b.send(login(&b, &token)).await;
+        assert_eq!(status, refused, "{token}: {body}");
+        assert!(
+            !b.cookies.iter().any(|(k, _)| k == "dbward_session"),
+            "{token} got a session"
+        );
+    }
+    let (status, location, _) = b.send(login(&b, &token("bob"))).await;
+    assert_eq!((status, location), (303, Some(here.clone())));
+    let (status, _, page) = b.get(&format!("{base}{here}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("bob · <a href=\"/auth/logout\">"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token")
+        .to_string();
+    let vote = b.http.post(format!("{base}{here}/vote")).form(&[
+        ("csrf", csrf.as_str()),
+        ("vote", "approve"),
+        ("comment", "ok"),
+    ]);
+    let (status, _, body) = b.send(vote).await;
+    assert_eq!(status, 303, "{body}");
+    let d = h
+        .agent()
+        .wait_decision(id, Duration::ZERO)
+        .await
+        .expect("poll")
+        .expect("decided");
+    assert_eq!(
+        (d.outcome, d.approvers.clone()),
+        (Outcome::Approved, vec!["bob".to_string()])
+    );
+}
+
+#[tokio::test]
+async fn with_oidc_the_token_login_is_refused() {
+    let (_idp, h) = with_web().await;
+    let base = h.url();
+    let mut b = Browser::new();
+    let (status, location, _) = b.get(&format!("{base}/auth/token")).await;
+    assert_eq!((status, location.as_deref()), (303, Some("/auth/login")));
+    let post = b
+        .http
+        .post(format!("{base}/auth/token"))
+        .form(&[("token", token("bob").as_str())]);
+    let (status, _, _) = b.send(post).await;
+    assert_eq!(status, 404);
+    assert!(!b.cookies.iter().any(|(k, _)| k == "dbward_session"));
 }
 
 fn chromium(args: &[&str]) -> String {

@@ -420,3 +420,57 @@ fn stopping_the_agent_ends_held_backends_without_running_their_statements() {
         "DROP ran at agent shutdown"
     );
 }
+
+#[test]
+fn dbward_held_resume_ends_a_backend_a_killed_agent_left_stopped() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_stop_post(x int)");
+    let policy = policy_dir();
+    let state_dir = tempfile::tempdir().expect("state dir");
+    let state = state_dir.path().join("held.json");
+    let agent = start_agent(&cluster, policy.path(), &state);
+    let socket = agent.socket.clone();
+
+    let client = spawn_psql(&cluster, "DROP TABLE held_stop_post");
+    let pid = stopped_backend(&hold_event(&agent, "held_stop_post"));
+    agent.kill();
+    assert_eq!(
+        proc_state(pid),
+        Some('T'),
+        "backend {pid} should stay stopped while no agent runs"
+    );
+
+    // What the unit's ExecStopPost= runs after the agent died.
+    let out = Command::new(dbward_bin())
+        .args(["held", "resume", "--state"])
+        .arg(&state)
+        .arg("--socket")
+        .arg(&socket)
+        .output()
+        .expect("run dbward held resume");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("ended 1 held backend"),
+        "dbward held resume: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "DROP held across an agent crash succeeded: {out}");
+    assert!(
+        out.contains("terminating connection due to administrator command"),
+        "{out}"
+    );
+    assert!(
+        table_exists(&cluster, "held_stop_post"),
+        "DROP ran after dbward held resume"
+    );
+    assert!(
+        wait_for(WAIT, || proc_state(pid).is_none().then_some(())).is_some(),
+        "backend {pid} still exists"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&state).expect("state file").trim(),
+        "[]",
+        "the state file still lists ended backends"
+    );
+}

@@ -330,6 +330,38 @@ fn packages_install_upgrade_keep_modified_config_and_purge() {
         state.gid(),
         "agent.toml is readable by group dbward"
     );
+    for (page, subcommands) in [
+        (
+            "dbward",
+            &[
+                "run",
+                "tail",
+                "status",
+                "policy",
+                "audit",
+                "config",
+                "approvals",
+                "held",
+            ][..],
+        ),
+        ("dbward-approver", &["run", "check", "pubkey"][..]),
+    ] {
+        let text = ok(Command::new("zcat").arg(format!("/usr/share/man/man1/{page}.1.gz")));
+        assert!(
+            text.contains(&format!(".TH {page} 1")),
+            "{page}.1: not a man page:\n{text}"
+        );
+        for sub in subcommands {
+            assert!(
+                text.contains(&format!("{}\\-{sub}(1)", page.replace('-', "\\-"))),
+                "{page}.1 does not mention `{sub}`:\n{text}"
+            );
+            assert!(
+                Path::new(&format!("/usr/share/man/man1/{page}-{sub}.1.gz")).exists(),
+                "no man page for `{page} {sub}`"
+            );
+        }
+    }
     let check = ok(Command::new("/usr/bin/dbward").args(["config", "check"]));
     assert!(check.contains("config OK"), "{check}");
     ok(Command::new("/usr/bin/dbward").args(["policy", "check"]));

@@ -1,5 +1,6 @@
 //! `cargo xtask deb`: the `dbward` (agent + CLI) and `dbward-approver` Debian packages, built
-//! with cargo-deb from `[package.metadata.deb]` and the files under `packaging/`.
+//! with cargo-deb from `[package.metadata.deb]` and the files under `packaging/`, with man
+//! pages generated from the clap definitions (`xtask/man`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,6 +14,11 @@ const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// The crates packaged, each giving one `.deb`.
 const PACKAGES: &[&str] = &["dbward-agent", "dbward-approver"];
+
+/// Where the man pages are written (`assets` of both packages point here).
+pub fn man_dir() -> PathBuf {
+    root().join("target/man")
+}
 
 /// Where the release packages are written.
 pub fn output_dir() -> PathBuf {
@@ -39,6 +45,11 @@ pub fn for_tests() -> anyhow::Result<()> {
 
 fn build(profile: &str, out: &std::path::Path) -> anyhow::Result<()> {
     install_cargo_deb()?;
+    // The packages' assets take the man pages from here.
+    run(cargo()
+        .args(["run", "--quiet", "--locked", "--profile", profile])
+        .args(["-p", "xtask-man", "--"])
+        .arg(man_dir()))?;
     for package in PACKAGES {
         run(cargo()
             .args([

@@ -1,6 +1,9 @@
-//! `cargo xtask demo`: the seed scenario on a throwaway cluster. An AI agent (`ai-reporting`)
-//! exports customer data (held, approved from the CLI, completes) and tries to GRANT itself
-//! a role (denied); a human's read is audited; the audit trail is printed and verified.
+//! `cargo xtask demo`: the seed scenario on a throwaway cluster, with a throwaway central
+//! `dbward-approver` (web UI, API) the agent files its requests with and streams its audit
+//! log to. An AI agent (`ai-reporting`) exports customer data (held, approved from the CLI
+//! — or, with `--interactive`, by a person in the web UI or the CLI — then completes) and
+//! tries to GRANT itself a role (denied); a human's read is audited; the audit trail is
+//! printed and verified.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,7 +14,10 @@ use anyhow::{Context as _, bail};
 use dbward_e2e::free_port;
 use dbward_e2e::pg::{Cluster, PG_BIN};
 
-use crate::{build_release, root, setup};
+use crate::{build_release, cargo, root, setup};
+
+/// The approving principal of the demo's approver (a human in `dba` and `security`).
+const APPROVER: &str = "dana";
 
 /// OS accounts the scenario uses: `alice` (a DBA, the human, owner of the AI agent) and the
 /// approver `root`, who must be in an approver group of the rule (`dba`).
@@ -62,6 +68,7 @@ fn psql(user: &str, socket_dir: &Path, port: u16, app: &str, sql: &str) -> Comma
 pub fn run(interactive: bool) -> anyhow::Result<()> {
     setup::run_all()?;
     build_release()?;
+    crate::run(cargo().args(["build", "--release", "-p", "dbward-approver"]))?;
     accounts()?;
     let bin = root().join("target/release/dbward");
 
@@ -77,10 +84,17 @@ pub fn run(interactive: bool) -> anyhow::Result<()> {
         cluster.port, cluster.pid
     );
 
-    say("Starting the dbward agent with the shipped policies and the shim in front of it");
     let dir = tempfile::Builder::new()
         .prefix("dbward-demo-")
         .tempdir_in("/tmp")?;
+    say("Starting the central dbward-approver (web UI, API; SQLite in a temp dir)");
+    let approver = Approver::start(&dir.path().join("approver"))?;
+    println!(
+        "approver on {}; web UI {}/ui/requests (log in as {APPROVER} with token {})",
+        approver.url, approver.url, approver.token
+    );
+
+    say("Starting the dbward agent with the shipped policies and the shim in front of it");
     let shim_port = free_port();
     let socket_dir = dir.path().join("shim");
     std::fs::create_dir_all(&socket_dir)?;
@@ -91,9 +105,10 @@ pub fn run(interactive: bool) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "host = \"demo-db\"\n[shim]\nlisten_tcp = [\"127.0.0.1:{shim_port}\"]\nlisten_unix = [{{ path = \"{}/.s.PGSQL.{shim_port}\", mode = \"0666\" }}]\nupstream = \"127.0.0.1:{}\"\n",
+            "host = \"demo-db\"\n[shim]\nlisten_tcp = [\"127.0.0.1:{shim_port}\"]\nlisten_unix = [{{ path = \"{}/.s.PGSQL.{shim_port}\", mode = \"0666\" }}]\nupstream = \"127.0.0.1:{}\"\n{}",
             socket_dir.display(),
-            cluster.port
+            cluster.port,
+            approver.agent_config()
         ),
     )?;
     let control = dir.path().join("agent.sock");
@@ -126,12 +141,18 @@ pub fn run(interactive: bool) -> anyhow::Result<()> {
         socket_dir.display()
     );
 
-    let result = scenario(&bin, &control, &socket_dir, shim_port, interactive);
+    println!(
+        "approvals go to {} (the agent's audit log streams there too: {}/ui/events?host=demo-db)",
+        approver.url, approver.url
+    );
+
+    let result = scenario(&bin, &approver, &socket_dir, shim_port, interactive);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )?;
     agent.wait()?;
+    drop(approver);
     result?;
 
     say("The audit trail");
@@ -143,7 +164,7 @@ pub fn run(interactive: bool) -> anyhow::Result<()> {
 
 fn scenario(
     bin: &Path,
-    control: &Path,
+    approver: &Approver,
     socket_dir: &Path,
     port: u16,
     interactive: bool,
@@ -179,8 +200,11 @@ fn scenario(
     for line in lines.by_ref() {
         let line = line?;
         println!("ai-reporting (client sees)> {line}");
+        if line.starts_with("ERROR") {
+            bail!("the export was refused instead of held: {line}");
+        }
         if let Some(id) = line.split("request ").nth(1) {
-            request = Some(id.trim().to_owned());
+            request = id.split_whitespace().next().map(str::to_owned);
             break;
         }
     }
@@ -192,21 +216,25 @@ fn scenario(
         }
     });
     let approve = format!(
-        "{} approvals approve {request} --socket {} --comment 'ok for the Q3 report'",
+        "{} approvals approve {request} --server {} --token {} --comment 'ok for the Q3 report'",
         bin.display(),
-        control.display()
+        approver.url,
+        approver.token
     );
     if interactive {
         println!(
-            "\nApprove it yourself (as root, a member of group dba):\n  {approve}\nor deny it with `approvals deny`. Waiting for the decision…"
+            "\nDecide it yourself, either\n  in the web UI: {}/ui/requests/{request} (log in with the token {})\n  or from the CLI: {approve}\n(or deny it: `approvals deny`). Waiting for the decision…",
+            approver.url, approver.token
         );
     } else {
-        say("A DBA approves it from the CLI");
-        println!("root# {approve}");
+        say(&format!(
+            "A DBA ({APPROVER}) approves it at the central approver from the CLI"
+        ));
+        println!("{APPROVER}$ {approve}");
         crate::run(
             Command::new(bin)
-                .args(["approvals", "approve", &request, "--socket"])
-                .arg(control)
+                .args(["approvals", "approve", &request, "--server", &approver.url])
+                .args(["--token", &approver.token])
                 .args(["--comment", "ok for the Q3 report"]),
         )?;
     }
@@ -257,4 +285,132 @@ fn print_audit(dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A throwaway `dbward-approver`: its own config, SQLite database and signing key in `dir`,
+/// on a free loopback port; stopped on drop.
+struct Approver {
+    child: Child,
+    dir: std::path::PathBuf,
+    /// Base URL of its API and web UI.
+    url: String,
+    /// The approver token of [`APPROVER`] (CLI `--token`, web UI login).
+    token: String,
+}
+
+impl Approver {
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let token = random_token()?;
+        let host_token = random_token()?;
+        let config = dir.join("approver.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"listen = "127.0.0.1:{port}"
+storage_url = "sqlite://{db}"
+signing_key_path = "{key}"
+public_url = "{url}"
+
+[[hosts]]
+name = "demo-db"
+token = "{host_token}"
+
+[[approver_tokens]]
+token = "{token}"
+principal = "{APPROVER}"
+
+[[principals]]
+name = "{APPROVER}"
+kind = "human"
+groups = ["dba", "security"]
+
+[[principals]]
+name = "alice"
+kind = "human"
+groups = ["dba"]
+
+[[principals]]
+name = "ai-reporting"
+kind = "ai_agent"
+owner = "alice"
+groups = ["automation"]
+"#,
+                db = dir.join("approver.db").display(),
+                key = dir.join("signing.key").display(),
+            ),
+        )?;
+        let bin = root().join("target/release/dbward-approver");
+        let pubkey = Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .arg("pubkey")
+            .output()
+            .context("running dbward-approver pubkey")?;
+        if !pubkey.status.success() {
+            bail!(
+                "dbward-approver pubkey failed: {}",
+                String::from_utf8_lossy(&pubkey.stderr)
+            );
+        }
+        std::fs::write(dir.join("approver.pub"), &pubkey.stdout)?;
+        std::fs::write(dir.join("host-token"), &host_token)?;
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .context("starting dbward-approver")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait()? {
+                bail!("dbward-approver exited with {status}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("dbward-approver did not listen on {url} within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Self {
+            child,
+            dir: dir.to_owned(),
+            url,
+            token,
+        })
+    }
+
+    /// The `[approver]` and `[stream]` sections of the agent's configuration.
+    fn agent_config(&self) -> String {
+        let token_file = self.dir.join("host-token");
+        format!(
+            "[approver]\nurl = \"{url}\"\ntoken_file = \"{tokens}\"\npublic_key_file = \"{key}\"\n\
+             [stream]\nenabled = true\nendpoint = \"{url}\"\ntoken_file = \"{tokens}\"\ncursor_file = \"{cursor}\"\n",
+            url = self.url,
+            tokens = token_file.display(),
+            key = self.dir.join("approver.pub").display(),
+            cursor = self.dir.join("stream.cursor").display(),
+        )
+    }
+}
+
+impl Drop for Approver {
+    fn drop(&mut self) {
+        // It stops on Ctrl-C (SIGINT).
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// 32 random hex digits from the kernel.
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

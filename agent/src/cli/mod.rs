@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod approvals;
 pub mod audit;
 pub mod config;
+pub mod held;
 pub mod policy;
 pub mod run;
 pub mod status;
@@ -41,6 +42,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Act on approval requests of a dbward-approver server (people, CI/CD).
     Approvals(approvals::ApprovalsArgs),
+    /// End backends a stopped agent left held in the kernel (the unit's ExecStopPost).
+    Held(held::HeldArgs),
 }
 
 /// Initialises tracing on stderr.
@@ -69,5 +72,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(args),
         Command::Approvals(args) => approvals::run(args),
         Command::Config(args) => config::run(args),
+        Command::Held(args) => held::run(args),
     }
 }

@@ -61,7 +61,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub hold_unmediated: bool,
     /// State file of backends stopped for a decision (resumed, fail closed, at start).
-    #[arg(long, default_value = "/var/lib/dbward/held.json")]
+    #[arg(long, default_value = crate::enforce::state::DEFAULT_HELD_STATE)]
     pub held_state: PathBuf,
 }
 
@@ -100,6 +100,7 @@ struct Publisher {
     live: broadcast::Sender<Arc<Event>>,
     print: bool,
     published: u64,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Publisher {
@@ -119,6 +120,7 @@ impl Publisher {
             println!("{line}");
         }
         self.published += 1;
+        self.metrics.observe(&event);
         let _ = self.live.send(Arc::new(event));
     }
 }
@@ -223,7 +225,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     // Loopback TCP clients of the shim, identified from the kernel's connect records.
     let shim_clients = Arc::new(crate::session::tcp_clients::TcpClients::default());
     let mut shim_ports = Vec::new();
-    if let Some(shim_config) = config.shim.clone() {
+    if let Some(shim_config) = config.shim_config() {
         let shim = Shim::new(
             shim_config,
             Arc::new(PolicyGate::new(policy.clone())),
@@ -261,6 +263,19 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                 error!(error = %e, "streaming to the central approver stopped");
             }
         }));
+    }
+
+    let metrics = crate::metrics::Metrics::enabled(config.metrics.is_some());
+    if let Some(listen) = &config.metrics {
+        let sources = crate::metrics::Sources {
+            stream: stream_metrics.clone(),
+            audit_synced: audit.subscribe_synced(),
+            audit_resumed_after: audit.open_report().resumed_after,
+            audit_dir: config.audit.dir.clone(),
+            shim_events: shim_sink.clone(),
+        };
+        let server = crate::metrics::serve(listen, metrics.clone(), sources, shutdown()).await?;
+        tasks.push(tokio::spawn(server));
     }
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<Event>(16);
@@ -320,6 +335,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         live,
         print: args.stdout,
         published: 0,
+        metrics,
     };
     let agent_pid = std::process::id();
     let mut correlator = Correlator::new(host.clone(), Clock::now(), HostInspector);

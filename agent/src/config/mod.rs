@@ -43,6 +43,9 @@ pub struct AgentConfig {
     /// Refusing direct connections to the servers (default: off).
     #[serde(default)]
     pub block: crate::block::BlockConfig,
+    /// The Prometheus endpoint (absent: no metrics are served).
+    #[serde(default)]
+    pub metrics: Option<crate::metrics::MetricsConfig>,
 }
 
 /// `[policy]`: where the policy files are.
@@ -145,6 +148,14 @@ impl AgentConfig {
                 .into_iter()
                 .map(|p| format!("[block] {p}")),
         );
+        if let Some(metrics) = &self.metrics {
+            problems.extend(
+                metrics
+                    .check()
+                    .into_iter()
+                    .map(|p| format!("[metrics] {p}")),
+            );
+        }
         problems
     }
 
@@ -175,6 +186,14 @@ impl AgentConfig {
     /// The host name used in events.
     pub fn host(&self) -> String {
         self.host.clone().unwrap_or_else(system_host_name)
+    }
+
+    /// The `[shim]` settings, with `shim.host_name` defaulting to [`AgentConfig::host`] (the
+    /// name approval requests carry must be the host's name at the approver).
+    pub fn shim_config(&self) -> Option<crate::shim::config::ShimConfig> {
+        let mut shim = self.shim.clone()?;
+        shim.host_name.get_or_insert_with(|| self.host());
+        Some(shim)
     }
 }
 
@@ -209,6 +228,21 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.host(), "db1");
         assert_eq!(cfg.capture.pids, vec![1, 2]);
+    }
+
+    #[test]
+    fn the_shim_names_this_host_as_the_agent_does_unless_told_otherwise() {
+        let shim = "[shim]\nlisten_tcp = [\"127.0.0.1:6432\"]\nupstream = \"127.0.0.1:5432\"\n";
+        let cfg = AgentConfig::parse(Path::new("a.toml"), &format!("host = \"db1\"\n{shim}"));
+        let named = |cfg: AgentConfig| cfg.shim_config().and_then(|s| s.host_name);
+        assert_eq!(named(cfg.unwrap()).as_deref(), Some("db1"));
+        let cfg = AgentConfig::parse(
+            Path::new("a.toml"),
+            &format!("host = \"db1\"\n{shim}host_name = \"db1-shim\"\n"),
+        );
+        assert_eq!(named(cfg.unwrap()).as_deref(), Some("db1-shim"));
+        let cfg = AgentConfig::parse(Path::new("a.toml"), "host = \"db1\"\n").unwrap();
+        assert!(cfg.shim_config().is_none());
     }
 
     #[test]

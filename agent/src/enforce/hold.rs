@@ -143,21 +143,7 @@ impl Enforcer {
     /// Ends every backend a previous agent left stopped (state file): neutralised and
     /// terminated, never resumed as is. Returns how many were still stopped.
     pub fn recover(&self) -> Result<usize, StateError> {
-        let records = self.inner.state.load()?;
-        let mut ended = 0;
-        for record in &records {
-            if neutralise::start_time(record.pid) != Some(record.start_time) {
-                continue;
-            }
-            warn!(
-                pid = record.pid,
-                "backend left stopped by a previous agent: neutralising and terminating it"
-            );
-            end_backend(record);
-            ended += 1;
-        }
-        self.inner.state.store(&[])?;
-        Ok(ended)
+        end_recorded(&self.inner.state)
     }
 
     /// Takes over a stopped backend: `event` is its correlated `hold` event (session,
@@ -392,6 +378,28 @@ fn decision_event(base: &Event, id: Option<Uuid>) -> Event {
         request_id: id.map(|id| id.to_string()),
         ..base.clone()
     }
+}
+
+/// Ends every backend recorded in `state` that is still the process recorded (same start
+/// time, so a reused pid is left alone): neutralised and terminated, never resumed as is;
+/// then empties the file. Returns how many were ended. Run at agent start and by
+/// `dbward held resume` (the unit's `ExecStopPost=`).
+pub fn end_recorded(state: &StateFile) -> Result<usize, StateError> {
+    let records = state.load()?;
+    let mut ended = 0;
+    for record in &records {
+        if neutralise::start_time(record.pid) != Some(record.start_time) {
+            continue;
+        }
+        warn!(
+            pid = record.pid,
+            "backend left stopped by a previous agent: neutralising and terminating it"
+        );
+        end_backend(record);
+        ended += 1;
+    }
+    state.store(&[])?;
+    Ok(ended)
 }
 
 /// Neutralises a stopped backend's statement and ends its session; kills it when the

@@ -11,4 +11,4 @@ pub mod neutralise;
 pub mod peer;
 pub mod state;
 
-pub use hold::{Approval, Enforcer, HeldBackend, Plan};
+pub use hold::{Approval, Enforcer, HeldBackend, Plan, end_recorded};

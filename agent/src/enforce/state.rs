@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Where `dbward run` records held backends by default (`--held-state`).
+pub const DEFAULT_HELD_STATE: &str = "/var/lib/dbward/held.json";
+
 /// One stopped backend, as recorded in the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldRecord {

@@ -1,14 +1,17 @@
 //! The web UI: pending requests, history and search, the statement with highlighting,
 //! identity and context, approve/deny with a comment, break-glass and its review, the
-//! per-host live event stream; approvers log in with OpenID Connect.
+//! per-host live event stream; approvers log in with OpenID Connect, or with their approver
+//! token when no `[oidc]` is configured.
 //!
 //! - [`oidc`] — discovery, JWKS, code exchange, ID token checks.
+//! - `token_login` — the login form for approver tokens (services without `[oidc]`).
 //! - [`pages`] — HTML rendering.
 //! - [`highlight`] — SQL highlighting.
 
 pub mod highlight;
 pub mod oidc;
 pub mod pages;
+mod token_login;
 
 use std::net::SocketAddr;
 
@@ -81,6 +84,10 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", get(login))
         .route("/auth/callback", get(callback))
         .route("/auth/logout", get(logout))
+        .route(
+            "/auth/token",
+            get(token_login::form).post(token_login::submit),
+        )
 }
 
 /// CSRF token of a session (forms must echo it).
@@ -117,13 +124,13 @@ async fn viewer(
             return Ok((p, session.to_string()));
         }
     }
-    if st.web.oidc.is_some() {
-        let next = serde_urlencoded::to_string([("next", here)]).unwrap_or_default();
-        return Err(Redirect::to(&format!("/auth/login?{next}")).into_response());
-    }
-    Err(html_failure(auth::unauthenticated(
-        "web UI login is not configured ([oidc] in approver.toml)",
-    )))
+    let next = serde_urlencoded::to_string([("next", here)]).unwrap_or_default();
+    let login = if st.web.oidc.is_some() {
+        "/auth/login"
+    } else {
+        "/auth/token"
+    };
+    Err(Redirect::to(&format!("{login}?{next}")).into_response())
 }
 
 #[derive(Deserialize)]
@@ -476,6 +483,31 @@ async fn callback(
             format!("{} is not a human principal", principal.name),
         ));
     }
+    let next = auth::cookie(&headers, NEXT_COOKIE)
+        .and_then(|n| serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("n={n}")).ok())
+        .and_then(|v| v.into_iter().next().map(|(_, n)| n));
+    start_session(
+        &st,
+        &principal.name,
+        &format!("OIDC subject {}", claims.sub),
+        next.as_deref(),
+        &[
+            st.web.cookie(LOGIN_COOKIE, "", "/auth", 0),
+            st.web.cookie(NEXT_COOKIE, "", "/auth", 0),
+        ],
+    )
+    .await
+}
+
+/// Opens a web session for a human `principal` (logged in `how`) and redirects to `next`,
+/// also setting `extra_cookies`.
+async fn start_session(
+    st: &AppState,
+    principal: &str,
+    how: &str,
+    next: Option<&str>,
+    extra_cookies: &[String],
+) -> Response {
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let session = hex::encode(raw);
@@ -483,32 +515,18 @@ async fn callback(
     if let Err(e) = st
         .svc
         .store
-        .create_session(&session, &principal.name, expires)
+        .create_session(&session, principal, expires)
         .await
     {
         return html_failure(Failure::from(ServiceError::from(e)));
     }
-    st.svc
-        .audit(
-            "login",
-            Some(&principal.name),
-            None,
-            200,
-            &format!("OIDC subject {}", claims.sub),
-        )
-        .await;
-    let next = auth::cookie(&headers, NEXT_COOKIE)
-        .and_then(|n| serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("n={n}")).ok())
-        .and_then(|v| v.into_iter().next().map(|(_, n)| n));
-    with_cookies(
-        Redirect::to(&safe_next(next.as_deref())).into_response(),
-        &[
-            st.web
-                .cookie(SESSION_COOKIE, &session, "/", SESSION_HOURS * 3600),
-            st.web.cookie(LOGIN_COOKIE, "", "/auth", 0),
-            st.web.cookie(NEXT_COOKIE, "", "/auth", 0),
-        ],
-    )
+    st.svc.audit("login", Some(principal), None, 200, how).await;
+    let mut cookies = vec![
+        st.web
+            .cookie(SESSION_COOKIE, &session, "/", SESSION_HOURS * 3600),
+    ];
+    cookies.extend_from_slice(extra_cookies);
+    with_cookies(Redirect::to(&safe_next(next)).into_response(), &cookies)
 }
 
 async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {

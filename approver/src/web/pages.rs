@@ -31,6 +31,19 @@ pub fn layout(title: &str, principal: &str, body: &str) -> String {
     )
 }
 
+/// The approver-token login form (services without `[oidc]`); `next` is where to go after.
+pub fn token_login(next: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Log in · dbward</title><style>{STYLE}</style></head>\
+         <body><main><h1>Log in</h1><p>This approval service has no OpenID Connect login. Log in with your \
+         approver token (<code>[[approver_tokens]]</code> in approver.toml, the one <code>dbward approvals \
+         --token</code> uses).</p><form method=\"post\" action=\"/auth/token\"><input type=\"hidden\" name=\"next\" value=\"{n}\">\
+         <p><input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"current-password\" size=\"48\" autofocus></p>\
+         <p><button type=\"submit\">Log in</button></p></form></main></body></html>",
+        n = escape(next),
+    )
+}
+
 /// A plain message page (errors, login problems).
 pub fn message(title: &str, text: &str) -> String {
     format!(
