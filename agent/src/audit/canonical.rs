@@ -171,7 +171,13 @@ impl From<serde_json::Map<String, serde_json::Value>> for Payload {
 
 /// Sorts `entries` by key (stable, so the last duplicate wins) and writes the object.
 fn write_object(bytes: &[u8], entries: &mut [(Key, Range<usize>)], out: &mut Vec<u8>) {
-    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    // Values are appended in insertion order, so their offsets order duplicates: the last
+    // one sorts last (and wins) without a stable sort.
+    entries.sort_unstable_by(|a, b| {
+        a.0.as_bytes()
+            .cmp(b.0.as_bytes())
+            .then(a.1.start.cmp(&b.1.start))
+    });
     out.push(b'{');
     let mut first = true;
     for (i, (key, range)) in entries.iter().enumerate() {
@@ -190,8 +196,17 @@ fn write_object(bytes: &[u8], entries: &mut [(Key, Range<usize>)], out: &mut Vec
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
-    // Writing a str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    // serde_json escapes only control characters, `"` and `\\`: most keys and values have
+    // none, and are copied as they are.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// Appends the canonical JSON of `value` to `out`.
@@ -779,6 +794,7 @@ mod tests {
         let mut extra = serde_json::Map::new();
         extra.insert("zeta".into(), json!("flattened member wins"));
         extra.insert("é".into(), json!({"z": [1, 2.5, null], "a": "\u{1}\"\\"}));
+        extra.insert("del\u{7f}".into(), json!("\u{7f}\u{1f}\t\n\u{2028}plain"));
         let value = Tagged::Thing(Thing {
             zeta: u64::MAX,
             alpha: None,
