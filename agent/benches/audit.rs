@@ -323,8 +323,13 @@ mod pgbench {
 
         cluster.start(&[]);
         cluster.pgbench(&["-i", "-s", "10", "-q"]);
+        // Warm the caches first, and start every measured run from a checkpoint, so that
+        // the order of the runs does not favour the later ones.
+        run(&cluster, "10");
+        cluster.psql("CHECKPOINT");
         let none = run(&cluster, &secs);
         let dbward = std::env::var("DBWARD_BENCH_AGENT").ok().map(|command| {
+            cluster.psql("CHECKPOINT");
             let mut agent = start_agent(&command, &cluster);
             let tps = run(&cluster, &secs);
             stop_agent(&mut agent);
@@ -334,6 +339,8 @@ mod pgbench {
 
         cluster.start(&["shared_preload_libraries=pgaudit", "pgaudit.log=all"]);
         cluster.psql("CREATE EXTENSION IF NOT EXISTS pgaudit");
+        run(&cluster, "10");
+        cluster.psql("CHECKPOINT");
         let pgaudit = run(&cluster, &secs);
         cluster.stop();
 
