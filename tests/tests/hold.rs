@@ -138,6 +138,22 @@ fn approvals(agent: &Agent, verb: &str, id: &str, extra: &[&str]) -> String {
     text
 }
 
+/// The held `DROP TABLE <table>` of `client` (backend `pid`) was ended without running:
+/// the client got the FATAL, the table is still there, the backend is gone.
+fn assert_ended_without_running(cluster: &Cluster, client: Child, pid: u64, table: &str) {
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "DROP held across an agent crash succeeded: {out}");
+    assert!(
+        out.contains("terminating connection due to administrator command"),
+        "{out}"
+    );
+    assert!(table_exists(cluster, table), "DROP TABLE {table} ran");
+    assert!(
+        wait_for(WAIT, || proc_state(pid).is_none().then_some(())).is_some(),
+        "backend {pid} still exists"
+    );
+}
+
 fn table_exists(cluster: &Cluster, table: &str) -> bool {
     cluster
         .admin(&format!("SELECT to_regclass('{table}') IS NOT NULL"))
@@ -242,20 +258,7 @@ fn a_backend_held_when_the_agent_dies_is_ended_by_the_next_agent_without_running
     );
 
     let _next = start_agent(&cluster, policy.path(), &state);
-    let (ok, out) = finish(client, WAIT);
-    assert!(!ok, "DROP held across an agent crash succeeded: {out}");
-    assert!(
-        out.contains("terminating connection due to administrator command"),
-        "{out}"
-    );
-    assert!(
-        table_exists(&cluster, "held_crash"),
-        "DROP ran after the crash"
-    );
-    assert!(
-        wait_for(WAIT, || proc_state(pid).is_none().then_some(())).is_some(),
-        "backend {pid} still exists"
-    );
+    assert_ended_without_running(&cluster, client, pid, "held_crash");
 }
 
 #[test]
@@ -454,20 +457,7 @@ fn dbward_held_resume_ends_a_backend_a_killed_agent_left_stopped() {
         "dbward held resume: {text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (ok, out) = finish(client, WAIT);
-    assert!(!ok, "DROP held across an agent crash succeeded: {out}");
-    assert!(
-        out.contains("terminating connection due to administrator command"),
-        "{out}"
-    );
-    assert!(
-        table_exists(&cluster, "held_stop_post"),
-        "DROP ran after dbward held resume"
-    );
-    assert!(
-        wait_for(WAIT, || proc_state(pid).is_none().then_some(())).is_some(),
-        "backend {pid} still exists"
-    );
+    assert_ended_without_running(&cluster, client, pid, "held_stop_post");
     assert_eq!(
         std::fs::read_to_string(&state).expect("state file").trim(),
         "[]",

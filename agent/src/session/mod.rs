@@ -357,15 +357,7 @@ impl<I: Inspector> Correlator<I> {
         comm: String,
         server: SockAddr,
     ) -> Event {
-        let mut client = Client {
-            pid: Some(origin.pid),
-            uid: Some(origin.uid),
-            gid: Some(gid),
-            comm: Some(comm),
-            cgroup_id: Some(cgroup_id),
-            ..Client::default()
-        };
-        self.inspector.describe_process(&mut client, origin.pid);
+        let mut client = self.local_client(origin, gid, cgroup_id, comm);
         let (target, postmaster) = match server {
             SockAddr::Tcp { ip, port } => {
                 client.transport = "tcp".into();
@@ -417,6 +409,20 @@ impl<I: Inspector> Correlator<I> {
         }
     }
 
+    /// The local process behind a kernel record, described from /proc.
+    fn local_client(&self, origin: Origin, gid: u32, cgroup_id: u64, comm: String) -> Client {
+        let mut client = Client {
+            pid: Some(origin.pid),
+            uid: Some(origin.uid),
+            gid: Some(gid),
+            comm: Some(comm),
+            cgroup_id: Some(cgroup_id),
+            ..Client::default()
+        };
+        self.inspector.describe_process(&mut client, origin.pid);
+        client
+    }
+
     fn record_client(
         &mut self,
         origin: Origin,
@@ -427,15 +433,7 @@ impl<I: Inspector> Correlator<I> {
         server: SockAddr,
     ) {
         self.expire_clients(origin.ktime_ns);
-        let mut client = Client {
-            pid: Some(origin.pid),
-            uid: Some(origin.uid),
-            gid: Some(gid),
-            comm: Some(comm),
-            cgroup_id: Some(cgroup_id),
-            ..Client::default()
-        };
-        self.inspector.describe_process(&mut client, origin.pid);
+        let client = self.local_client(origin, gid, cgroup_id, comm);
         match server {
             SockAddr::Tcp {
                 port: server_port, ..
