@@ -153,6 +153,39 @@ mod tests {
     }
 
     #[test]
+    fn units_and_containers_of_unix_peers_and_kernel_clients_agree() {
+        const ID: &str = "4f1c3b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b";
+        let cases = [
+            (
+                "0::/system.slice/cron.service\n",
+                Some("cron.service"),
+                None,
+            ),
+            (
+                "0::/user.slice/user-1000.slice/session-3.scope\n",
+                Some("session-3.scope"),
+                None,
+            ),
+            (
+                &*format!("0::/system.slice/docker-{ID}.scope\n"),
+                Some(&*format!("docker-{ID}.scope")),
+                Some(ID),
+            ),
+            (&*format!("12:pids:/docker/{ID}\n"), None, Some(ID)),
+            ("0::/\n", None, None),
+        ];
+        for (text, unit, container) in cases {
+            let path = cgroup_v2_path(text);
+            assert_eq!(
+                path.as_deref().and_then(systemd_unit).as_deref(),
+                unit,
+                "{text}"
+            );
+            assert_eq!(container_id(text).as_deref(), container, "{text}");
+        }
+    }
+
+    #[test]
     fn own_process_resolves() {
         let mut client = Client::default();
         fill_from_proc(&mut client, std::process::id());

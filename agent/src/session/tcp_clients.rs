@@ -102,17 +102,9 @@ impl PeerIdentity for TcpClients {
             if !peer.ip().is_loopback() {
                 return None;
             }
-            let client = self
-                .wait_for(peer.port(), local.port(), ARRIVAL_WAIT)
-                .await?;
-            Some(PeerFacts {
-                pid: client.pid,
-                uid: client.uid,
-                user: client.user,
-                exe: client.exe,
-                unit: client.unit,
-                container: client.container,
-            })
+            self.wait_for(peer.port(), local.port(), ARRIVAL_WAIT)
+                .await
+                .map(PeerFacts::from)
         })
     }
 }

@@ -1,10 +1,12 @@
 //! Client identity for a session: peer credentials on unix sockets (SO_PEERCRED, /proc),
 //! and a pluggable lookup ([`PeerIdentity`]) for loopback TCP clients (eBPF connect records).
 
-use std::ffi::CStr;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+
+use crate::event::Client;
+use crate::session::identity;
 
 /// What is known about the process on the other end of a connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,107 +51,39 @@ impl PeerIdentity for NoPeerIdentity {
     }
 }
 
-/// Facts for a unix-socket peer from its credentials and /proc.
+/// Facts for a unix-socket peer from its credentials and /proc (read as the kernel
+/// capture reads its clients: [`crate::session::identity::fill_from_proc`]).
 pub fn unix_peer_facts(pid: Option<i32>, uid: u32) -> PeerFacts {
-    let pid = pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0);
-    let cgroup = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok());
-    PeerFacts {
-        pid,
+    let mut client = Client {
         uid: Some(uid),
-        user: user_name(uid),
-        exe: pid.and_then(|p| {
-            std::fs::read_link(format!("/proc/{p}/exe"))
-                .ok()
-                .map(|e| e.display().to_string())
-        }),
-        unit: cgroup.as_deref().and_then(unit_from_cgroup),
-        container: cgroup.as_deref().and_then(container_from_cgroup),
-    }
-}
-
-/// The OS user name of `uid`.
-pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0_u8; 16 * 1024];
-    // SAFETY: an all-zero passwd is a valid value for getpwuid_r to overwrite.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and `buf` outlives it.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
+        ..Client::default()
     };
-    if rc != 0 || result.is_null() {
-        return None;
+    match pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0) {
+        Some(pid) => {
+            client.pid = Some(pid);
+            identity::fill_from_proc(&mut client, pid);
+        }
+        None => client.user = identity::user_name(uid),
     }
-    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
-    Some(
-        unsafe { CStr::from_ptr(pwd.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    PeerFacts::from(client)
 }
 
-fn cgroup_path(text: &str) -> Option<&str> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .or_else(|| text.lines().next().and_then(|l| l.splitn(3, ':').nth(2)))
-}
-
-/// The systemd unit (service or scope) from a /proc/PID/cgroup text.
-pub fn unit_from_cgroup(text: &str) -> Option<String> {
-    cgroup_path(text)?
-        .rsplit('/')
-        .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
-        .map(str::to_owned)
-}
-
-/// The container id (docker, containerd, podman, kubepods) from a /proc/PID/cgroup text.
-pub fn container_from_cgroup(text: &str) -> Option<String> {
-    let path = cgroup_path(text)?;
-    path.rsplit('/').find_map(|c| {
-        let c = c.strip_suffix(".scope").unwrap_or(c);
-        let id = c.rsplit(['-', ':']).next()?;
-        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
-    })
+impl From<Client> for PeerFacts {
+    fn from(client: Client) -> Self {
+        Self {
+            pid: client.pid,
+            uid: client.uid,
+            user: client.user,
+            exe: client.exe,
+            unit: client.unit,
+            container: client.container,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ID: &str = "4f1c3b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b";
-
-    #[test]
-    fn units_and_containers_come_from_the_cgroup_path() {
-        let cases = [
-            (
-                "0::/system.slice/cron.service\n",
-                Some("cron.service"),
-                None,
-            ),
-            (
-                "0::/user.slice/user-1000.slice/session-3.scope\n",
-                Some("session-3.scope"),
-                None,
-            ),
-            (
-                &*format!("0::/system.slice/docker-{ID}.scope\n"),
-                Some(&*format!("docker-{ID}.scope")),
-                Some(ID),
-            ),
-            (&*format!("12:pids:/docker/{ID}\n"), None, Some(ID)),
-            ("0::/\n", None, None),
-        ];
-        for (text, unit, container) in cases {
-            assert_eq!(unit_from_cgroup(text).as_deref(), unit, "{text}");
-            assert_eq!(container_from_cgroup(text).as_deref(), container, "{text}");
-        }
-    }
 
     #[test]
     fn own_process_has_user_and_exe() {
