@@ -442,11 +442,8 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Some(event) = enforce_rx.recv() => publisher.publish(event),
-            _ = sigterm.recv(), if stopping.is_none() => {
-                let _ = capture_stop.send(true);
-                stopping = Some(Box::pin(tokio::time::sleep(STOP_DRAIN)));
-            }
-            _ = sigint.recv(), if stopping.is_none() => {
+            _ = async { tokio::select! { _ = sigterm.recv() => {}, _ = sigint.recv() => {} } },
+                if stopping.is_none() => {
                 let _ = capture_stop.send(true);
                 stopping = Some(Box::pin(tokio::time::sleep(STOP_DRAIN)));
             }

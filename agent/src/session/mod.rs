@@ -357,45 +357,41 @@ impl<I: Inspector> Correlator<I> {
         comm: String,
         server: SockAddr,
     ) -> Event {
-        let mut client = self.local_client(origin, gid, cgroup_id, comm);
+        let postmaster_where = |matches: &dyn Fn(&PostmasterState) -> bool| {
+            self.postmasters
+                .iter()
+                .find(|(_, pm)| matches(pm))
+                .map(|(pid, _)| *pid)
+        };
         let (target, postmaster) = match server {
-            SockAddr::Tcp { ip, port } => {
-                client.transport = "tcp".into();
-                let pm = self
-                    .postmasters
-                    .iter()
-                    .find(|(_, pm)| pm.port == Some(port));
-                let target = Target {
+            SockAddr::Tcp { ip, port } => (
+                Target {
                     transport: "tcp".into(),
                     addr: Some(ip.to_string()),
                     port: Some(port),
                     socket: None,
-                };
-                (target, pm.map(|(pid, _)| *pid))
-            }
-            SockAddr::Unix { path } => {
-                client.transport = "unix".into();
-                let pm = self
-                    .postmasters
-                    .iter()
-                    .find(|(_, pm)| pm.socket.as_deref() == Some(path.as_str()));
-                let target = Target {
+                },
+                postmaster_where(&|pm| pm.port == Some(port)),
+            ),
+            SockAddr::Unix { path } => (
+                Target {
                     transport: "unix".into(),
-                    socket: Some(path),
+                    socket: Some(path.clone()),
                     ..Target::default()
-                };
-                (target, pm.map(|(pid, _)| *pid))
-            }
-            SockAddr::Unknown => {
-                client.transport = "unknown".into();
-                (
-                    Target {
-                        transport: "unknown".into(),
-                        ..Target::default()
-                    },
-                    None,
-                )
-            }
+                },
+                postmaster_where(&|pm| pm.socket.as_deref() == Some(path.as_str())),
+            ),
+            SockAddr::Unknown => (
+                Target {
+                    transport: "unknown".into(),
+                    ..Target::default()
+                },
+                None,
+            ),
+        };
+        let client = Client {
+            transport: target.transport.clone(),
+            ..self.local_client(origin, gid, cgroup_id, comm)
         };
         Event {
             kind: Some(EventType::ConnectionBlocked),
