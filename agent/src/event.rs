@@ -31,59 +31,62 @@ pub enum EventType {
 }
 
 /// How the client reached the server, and who it is when it is local.
+///
+/// Fields are declared in the order of their JSON names: audit records are written with keys
+/// sorted, and members that arrive sorted are not sorted again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
-    /// `tcp`, `unix` or `unknown`.
-    pub transport: String,
     /// Client IP address (TCP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
-    /// Client port (TCP).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// Server socket path the client connected to (unix).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub socket: Option<String>,
-    /// Client process id (local clients).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// Client uid (local clients).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<u32>,
-    /// Client gid (local clients).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gid: Option<u32>,
-    /// User name of `uid`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// Client `comm`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comm: Option<String>,
-    /// Client executable path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exe: Option<String>,
-    /// systemd unit the client runs in (e.g. `cron.service`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    /// Container id, when the client runs in a container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    /// cgroup v2 id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup_id: Option<u64>,
     /// cgroup v2 path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
-    /// Subject of the client's verified TLS certificate (sessions through the shim with
-    /// `tls_client_ca`), e.g. `CN=ai-reporting, O=Example`.
+    /// cgroup v2 id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_subject: Option<String>,
+    pub cgroup_id: Option<u64>,
+    /// Client `comm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    /// Container id, when the client runs in a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Client executable path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// Client gid (local clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
     /// How the local process was tied to the session: `socket_tuple` (loopback TCP port),
     /// `peer_credentials` (SO_PEERCRED of the unix socket), or `latest_connect` (the client
     /// or backend was gone before its socket could be read; the newest such connect to the
     /// same server port or socket is assumed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identified_by: Option<String>,
+    /// Client process id (local clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Client port (TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Server socket path the client connected to (unix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// Subject of the client's verified TLS certificate (sessions through the shim with
+    /// `tls_client_ca`), e.g. `CN=ai-reporting, O=Example`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_subject: Option<String>,
+    /// `tcp`, `unix` or `unknown`.
+    pub transport: String,
+    /// Client uid (local clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// systemd unit the client runs in (e.g. `cron.service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// User name of `uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// Where a refused client tried to connect (`connection_blocked`).
@@ -103,123 +106,125 @@ pub struct Target {
 }
 
 /// One event of the live stream (`dbward tail --json` prints exactly this).
+///
+/// Fields are declared in the order of their JSON names (see [`Client`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// What happened.
-    #[serde(rename = "type")]
-    pub kind: Option<EventType>,
-    /// When, RFC 3339 with nanoseconds, UTC.
-    pub ts: String,
-    /// This host's name.
-    pub host: String,
-    /// Unique id of the session on this host.
+    /// What was done: `forwarded`, `denied`, `held`, `recorded` (unmediated sessions: the
+    /// statement ran; the outcome is what policy would have required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
+    pub action: Option<String>,
+    /// `application_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
+    /// Who decided (decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Vec<String>>,
+    /// The session passed authentication (session_end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<bool>,
     /// Server process serving the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_pid: Option<u32>,
-    /// The cluster's postmaster.
+    /// Statement class (read, write, delete, ddl, privilege, export, admin, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postmaster_pid: Option<u32>,
+    pub class: Option<String>,
+    /// The client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Client>,
+    /// Server binary, port and data directory (cluster_attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<BTreeMap<String, String>>,
+    /// CommandComplete tags the server reported (`DELETE 10`, `COPY 1234`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_tags: Option<Vec<String>>,
     /// Database name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
     /// Database role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_user: Option<String>,
-    /// `application_name`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub application_name: Option<String>,
-    /// The client.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<Client>,
-    /// Statement text (see `sql_escaped`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql: Option<String>,
-    /// `sql` had bytes that are not UTF-8: each is written `\xNN` and each backslash doubled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql_escaped: Option<bool>,
-    /// `sql` is only the first bytes of the statement.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql_truncated: Option<bool>,
-    /// Full statement length in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql_length: Option<u32>,
-    /// `sql_length` is a lower bound (statement longer than the kernel measures).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql_length_is_lower_bound: Option<bool>,
-    /// `simple` (Query message), `extended` (Execute message), or `unknown` (the first
-    /// statement of a session that was waiting for input when the agent attached).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
-    /// Session length (session_end).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<f64>,
-    /// Statements seen in the session (session_end).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub statements: Option<u64>,
-    /// The session passed authentication (session_end).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authenticated: Option<bool>,
     /// The session existed before the agent started; identity comes from its process title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered: Option<bool>,
     /// Kernel drop counts by event kind (kernel_drops).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drops: Option<BTreeMap<String, u64>>,
-    /// Server binary, port and data directory (cluster_attached).
+    /// Session length (session_end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<BTreeMap<String, String>>,
-    /// The server address a refused client tried (connection_blocked).
+    pub duration_ms: Option<f64>,
+    /// Error the server or the shim reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<Target>,
-    /// Who saw it: `kernel` (the capture) or `shim` (the socket shim).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// The session did not come through the shim (kernel events only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unmediated: Option<bool>,
+    pub error: Option<String>,
+    /// This host's name.
+    pub host: String,
     /// Policy outcome: `allow`, `audit`, `deny` or `require_approval` (statement), or the
     /// decision: `approved`, `denied`, `expired`, `cancelled` (decision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
-    /// The rule that decided.
+    /// Policy content hash (policy_reload).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// Statement class (read, write, delete, ddl, privilege, export, admin, …).
+    pub policy_sha256: Option<String>,
+    /// The cluster's postmaster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    pub postmaster_pid: Option<u32>,
     /// Policy principal behind the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
     /// Its kind: `human`, `ai_agent`, `service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_kind: Option<String>,
-    /// What was done: `forwarded`, `denied`, `held`, `recorded` (unmediated sessions: the
-    /// statement ran; the outcome is what policy would have required).
+    /// `simple` (Query message), `extended` (Execute message), or `unknown` (the first
+    /// statement of a session that was waiting for input when the agent attached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    /// Approval request id (hold, decision, held statements).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub protocol: Option<String>,
     /// The requester's justification (statement, hold) or the approver's comment (decision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Who decided (decision).
+    /// Approval request id (hold, decision, held statements).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approvers: Option<Vec<String>>,
-    /// CommandComplete tags the server reported (`DELETE 10`, `COPY 1234`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command_tags: Option<Vec<String>>,
+    pub request_id: Option<String>,
     /// Rows affected or returned, from the tags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
-    /// Error the server or the shim reported.
+    /// The rule that decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Policy content hash (policy_reload).
+    pub rule: Option<String>,
+    /// Unique id of the session on this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_sha256: Option<String>,
+    pub session_id: Option<String>,
+    /// Who saw it: `kernel` (the capture) or `shim` (the socket shim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Statement text (see `sql_escaped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// `sql` had bytes that are not UTF-8: each is written `\xNN` and each backslash doubled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_escaped: Option<bool>,
+    /// Full statement length in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_length: Option<u32>,
+    /// `sql_length` is a lower bound (statement longer than the kernel measures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_length_is_lower_bound: Option<bool>,
+    /// `sql` is only the first bytes of the statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_truncated: Option<bool>,
+    /// Statements seen in the session (session_end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statements: Option<u64>,
+    /// The server address a refused client tried (connection_blocked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// When, RFC 3339 with nanoseconds, UTC.
+    pub ts: String,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: Option<EventType>,
+    /// The session did not come through the shim (kernel events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmediated: Option<bool>,
 }
 
 /// RFC 3339 UTC with nanoseconds.

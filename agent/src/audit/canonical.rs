@@ -61,12 +61,24 @@ macro_rules! keys_as_text {
     };
 }
 
-/// The members of one JSON object: keys and their canonical value bytes, in insertion order
-/// until written.
-#[derive(Debug, Clone, Default)]
+/// The members of one JSON object: keys and their canonical value bytes.
+///
+/// Members stay in key order while they arrive in key order (types declare their fields
+/// that way), and [`Payload::insert`] and [`Payload::rename`] then put theirs in place, so
+/// writing needs no sort. Otherwise they are kept in insertion order and sorted (stably: the
+/// last of duplicate keys wins) when written.
+#[derive(Debug, Clone)]
 pub struct Payload {
     bytes: Vec<u8>,
     entries: Vec<(Key, Range<usize>)>,
+    /// `entries` are strictly ascending by key (no duplicates).
+    sorted: bool,
+}
+
+impl Default for Payload {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
 }
 
 impl Payload {
@@ -92,8 +104,17 @@ impl Payload {
 
     /// Renames the members named `from` to `to` (replacing any `to`).
     pub fn rename(&mut self, from: &str, to: &'static str) {
-        if self.contains(from) {
-            self.remove(to);
+        if from == to || !self.contains(from) {
+            return;
+        }
+        self.remove(to);
+        if self.sorted {
+            // Exactly one member has that name.
+            if let Some(at) = self.entries.iter().position(|(k, _)| k == from) {
+                let (_, range) = self.entries.remove(at);
+                self.place(Cow::Borrowed(to), range);
+            }
+        } else {
             for (k, _) in &mut self.entries {
                 if k == from {
                     *k = Cow::Borrowed(to);
@@ -110,7 +131,12 @@ impl Payload {
     ) -> Result<(), CanonicalError> {
         let key = key.into();
         self.remove(&key);
-        self.push(key, value)
+        if !self.sorted {
+            return self.push(key, value);
+        }
+        let range = self.value(value)?;
+        self.place(key, range);
+        Ok(())
     }
 
     /// An empty payload with room for `members`.
@@ -118,17 +144,43 @@ impl Payload {
         Self {
             bytes: Vec::with_capacity(members * 24),
             entries: Vec::with_capacity(members),
+            sorted: true,
         }
+    }
+
+    /// Empties the payload, keeping its buffers.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+        self.sorted = true;
     }
 
     /// Appends member `key` (a later duplicate wins when written).
     fn push<V: Serialize + ?Sized>(&mut self, key: Key, value: &V) -> Result<(), CanonicalError> {
+        let range = self.value(value)?;
+        self.sorted &= self
+            .entries
+            .last()
+            .is_none_or(|(last, _)| last.as_bytes() < key.as_bytes());
+        self.entries.push((key, range));
+        Ok(())
+    }
+
+    /// Writes `value`'s canonical bytes; returns where they are.
+    fn value<V: Serialize + ?Sized>(&mut self, value: &V) -> Result<Range<usize>, CanonicalError> {
         let start = self.bytes.len();
         value.serialize(Writer {
             out: &mut self.bytes,
         })?;
-        self.entries.push((key, start..self.bytes.len()));
-        Ok(())
+        Ok(start..self.bytes.len())
+    }
+
+    /// Puts a member whose key is not present at its place in key order (`sorted` only).
+    fn place(&mut self, key: Key, range: Range<usize>) {
+        let at = self
+            .entries
+            .partition_point(|(k, _)| k.as_bytes() < key.as_bytes());
+        self.entries.insert(at, (key, range));
     }
 
     /// Sets member `key` to `value` unless it is present.
@@ -154,7 +206,31 @@ impl Payload {
 
     /// Appends the object's canonical JSON to `out`.
     pub fn write(mut self, out: &mut Vec<u8>) {
-        write_object(&self.bytes, &mut self.entries, out);
+        self.write_sorted(out);
+    }
+
+    /// Sorts the members if needed and appends the object's canonical JSON to `out`.
+    fn write_sorted(&mut self, out: &mut Vec<u8>) {
+        if !self.sorted {
+            // Entries are in insertion order, so a stable sort keeps the last duplicate last.
+            self.entries
+                .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        }
+        out.push(b'{');
+        let mut first = true;
+        for (i, (key, range)) in self.entries.iter().enumerate() {
+            if self.entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_str(key, out);
+            out.push(b':');
+            out.extend_from_slice(&self.bytes[range.clone()]);
+        }
+        out.push(b'}');
     }
 }
 
@@ -169,36 +245,14 @@ impl From<serde_json::Map<String, serde_json::Value>> for Payload {
     }
 }
 
-/// Sorts `entries` by key (stable, so the last duplicate wins) and writes the object.
-fn write_object(bytes: &[u8], entries: &mut [(Key, Range<usize>)], out: &mut Vec<u8>) {
-    // Values are appended in insertion order, so their offsets order duplicates: the last
-    // one sorts last (and wins) without a stable sort.
-    entries.sort_unstable_by(|a, b| {
-        a.0.as_bytes()
-            .cmp(b.0.as_bytes())
-            .then(a.1.start.cmp(&b.1.start))
-    });
-    out.push(b'{');
-    let mut first = true;
-    for (i, (key, range)) in entries.iter().enumerate() {
-        if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
-            continue;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_str(key, out);
-        out.push(b':');
-        out.extend_from_slice(&bytes[range.clone()]);
-    }
-    out.push(b'}');
-}
-
 fn write_str(s: &str, out: &mut Vec<u8>) {
     // serde_json escapes only control characters, `"` and `\\`: most keys and values have
     // none, and are copied as they are.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // No early exit: the fold vectorises, and long statements are nearly always clean.
+    let clean = s.bytes().fold(true, |clean, b| {
+        clean & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if clean {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -229,6 +283,15 @@ impl Writer<'_> {
     }
 }
 
+/// How many member buffers of finished nested objects a thread keeps for reuse.
+const MAX_SPARE_MEMBERS: usize = 16;
+
+thread_local! {
+    /// Member buffers of finished nested objects: every record has some, and the agent writes
+    /// tens of thousands of records per second.
+    static SPARE_MEMBERS: std::cell::RefCell<Vec<Payload>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Collects an object's members, then writes them sorted.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
@@ -242,22 +305,30 @@ impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, variant: Option<&'static str>) -> Self {
         Self {
             out,
-            members: Payload::with_capacity(16),
+            members: SPARE_MEMBERS
+                .with_borrow_mut(Vec::pop)
+                .unwrap_or_else(|| Payload::with_capacity(16)),
             pending: None,
             variant,
         }
     }
 
-    fn done(self) -> Result<(), CanonicalError> {
+    fn done(mut self) -> Result<(), CanonicalError> {
         if let Some(name) = self.variant {
             self.out.push(b'{');
             write_str(name, self.out);
             self.out.push(b':');
         }
-        self.members.write(self.out);
+        self.members.write_sorted(self.out);
         if self.variant.is_some() {
             self.out.push(b'}');
         }
+        self.members.clear();
+        SPARE_MEMBERS.with_borrow_mut(|spare| {
+            if spare.len() < MAX_SPARE_MEMBERS {
+                spare.push(self.members);
+            }
+        });
         Ok(())
     }
 }
@@ -853,10 +924,87 @@ mod tests {
         })
     }
 
+    /// Members serialised as a map in the given order, duplicates included.
+    struct Pairs(Vec<(String, Value)>);
+
+    impl Serialize for Pairs {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Insert(&'static str, Value),
+        InsertDefault(&'static str, Value),
+        Remove(&'static str),
+        Rename(&'static str, &'static str),
+    }
+
+    const KEYS: [&str; 6] = ["a", "b", "ba", "c", "statement", "z"];
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let key = prop::sample::select(&KEYS[..]);
+        prop_oneof![
+            (key.clone(), json_value()).prop_map(|(k, v)| Edit::Insert(k, v)),
+            (key.clone(), json_value()).prop_map(|(k, v)| Edit::InsertDefault(k, v)),
+            key.clone().prop_map(Edit::Remove),
+            (key.clone(), key).prop_map(|(from, to)| Edit::Rename(from, to)),
+        ]
+    }
+
+    /// What the edits mean, on a map where the last duplicate won.
+    fn model(pairs: &[(String, Value)], edits: &[Edit]) -> Vec<u8> {
+        let mut map: std::collections::BTreeMap<String, Value> = pairs.iter().cloned().collect();
+        for e in edits {
+            match e {
+                Edit::Insert(k, v) => {
+                    map.insert((*k).to_owned(), v.clone());
+                }
+                Edit::InsertDefault(k, v) => {
+                    map.entry((*k).to_owned()).or_insert_with(|| v.clone());
+                }
+                Edit::Remove(k) => {
+                    map.remove(*k);
+                }
+                Edit::Rename(from, to) => {
+                    if let Some(v) = map.remove(*from) {
+                        map.insert((*to).to_owned(), v);
+                    }
+                }
+            }
+        }
+        via_value(&map)
+    }
+
     proptest! {
         #[test]
         fn any_json_value_writes_identically(value in json_value()) {
             prop_assert_eq!(direct(&value), via_value(&value));
+        }
+
+        #[test]
+        fn edited_payloads_write_what_the_edits_mean(
+            pairs in prop::collection::vec((prop::sample::select(&KEYS[..]).prop_map(str::to_owned), json_value()), 0..8),
+            edits in prop::collection::vec(edit(), 0..8),
+        ) {
+            let mut p = Payload::from_serialize(&Pairs(pairs.clone())).unwrap();
+            for e in &edits {
+                match e {
+                    Edit::Insert(k, v) => p.insert(*k, v).unwrap(),
+                    Edit::InsertDefault(k, v) => p.insert_default(k, v).unwrap(),
+                    Edit::Remove(k) => p.remove(k),
+                    Edit::Rename(from, to) => p.rename(from, to),
+                }
+            }
+            let mut out = Vec::new();
+            p.write(&mut out);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(model(&pairs, &edits)).unwrap());
         }
     }
 }

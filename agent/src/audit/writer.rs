@@ -54,16 +54,28 @@ pub(super) fn to_payload(event: &AuditEvent) -> Result<Payload, AuditError> {
 /// RFC 3339 UTC with nanoseconds, e.g. `2026-11-24T11:51:27.123456789Z`.
 pub fn format_ts(at: SystemTime) -> String {
     let dt = time::OffsetDateTime::from(at);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.nanosecond()
-    )
+    // Written digit by digit: this runs for every record.
+    let mut ts = [0u8; 30];
+    let fields: [(u32, usize, u8); 7] = [
+        (dt.year().clamp(0, 9999) as u32, 4, b'-'),
+        (u32::from(u8::from(dt.month())), 2, b'-'),
+        (u32::from(dt.day()), 2, b'T'),
+        (u32::from(dt.hour()), 2, b':'),
+        (u32::from(dt.minute()), 2, b':'),
+        (u32::from(dt.second()), 2, b'.'),
+        (dt.nanosecond(), 9, b'Z'),
+    ];
+    let mut at = 0;
+    for (value, width, separator) in fields {
+        let mut v = value;
+        for i in (0..width).rev() {
+            ts[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        ts[at + width] = separator;
+        at += width + 1;
+    }
+    String::from_utf8_lossy(&ts[..at]).into_owned()
 }
 
 struct Current {
@@ -381,4 +393,34 @@ fn open_current(path: &Path, first_seq: u64) -> Result<Current, AuditError> {
         bytes: meta.len(),
         opened,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_ts;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_nanoseconds() {
+        let cases = [
+            (0, 0, "1970-01-01T00:00:00.000000000Z"),
+            (1_795_519_887, 123_456_789, "2026-11-24T11:31:27.123456789Z"),
+            (951_782_400, 7, "2000-02-29T00:00:00.000000007Z"),
+            (
+                253_402_300_799,
+                999_999_999,
+                "9999-12-31T23:59:59.999999999Z",
+            ),
+        ];
+        for (secs, nanos, expected) in cases {
+            let at = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+            assert_eq!(format_ts(at), expected);
+            let parsed = time::OffsetDateTime::parse(
+                expected,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .expect("valid RFC 3339");
+            assert_eq!(SystemTime::from(parsed), at);
+        }
+    }
 }
