@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::certs::TestCa;
 use common::pg::{MD5_USER, SCRAM_USER};
 use common::{Pg, PrefixGate, ShimOptions, psql, start_shim, stderr, stdout};
 
@@ -99,51 +100,14 @@ async fn psql_over_tls_is_terminated_by_the_shim_and_equals_direct() {
 }
 
 /// A private CA, the shim's server certificate and a client certificate for `client_cn`,
-/// written under `dir`: `ca.pem`, `shim.crt`/`shim.key`, `client.crt`/`client.key` (0600,
-/// as libpq demands).
+/// written under `dir`: `ca.pem`, `shim.crt`/`shim.key`, `client.crt`/`client.key`.
 fn client_cert_files(dir: &std::path::Path, client_cn: &str) {
-    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
-    use std::os::unix::fs::PermissionsExt;
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name = DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "dbward test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().expect("key");
-    let server = CertificateParams::new(vec!["localhost".to_owned()])
-        .expect("params")
-        .signed_by(&server_key, &issuer)
-        .expect("server cert");
-    let client_key = KeyPair::generate().expect("key");
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    client_params.distinguished_name = DistinguishedName::new();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, client_cn);
-    client_params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Example");
-    let client = client_params
-        .signed_by(&client_key, &issuer)
-        .expect("client cert");
-    for (name, text) in [
-        ("ca.pem", ca.pem()),
-        ("shim.crt", server.pem()),
-        ("shim.key", server_key.serialize_pem()),
-        ("client.crt", client.pem()),
-        ("client.key", client_key.serialize_pem()),
-    ] {
-        std::fs::write(dir.join(name), text).expect("write");
-    }
-    std::fs::set_permissions(
-        dir.join("client.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .expect("chmod");
+    let ca = TestCa::new("dbward test CA");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
+    ca.server(&["localhost"])
+        .write(&dir.join("shim.crt"), &dir.join("shim.key"));
+    ca.client(client_cn, Some("Example"))
+        .write(&dir.join("client.crt"), &dir.join("client.key"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

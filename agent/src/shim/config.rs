@@ -1,9 +1,11 @@
 //! `[shim]` configuration: listeners, upstream, TLS and limits (serde, validated by `check`).
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::postgres::DEFAULT_MAX_MESSAGE_LEN;
@@ -21,10 +23,26 @@ pub struct ShimConfig {
     /// The real server: `host:port`, or the absolute path of its unix socket
     /// (e.g. `/var/run/postgresql/.s.PGSQL.5433`).
     pub upstream: String,
-    /// TLS towards the real server: `disable` (default) or `require` (encrypted, the
-    /// server certificate is not verified, like libpq's `sslmode=require`).
+    /// TLS towards the real server, as libpq's `sslmode`: `disable` (default), `require`
+    /// (encrypted, certificate not verified), `verify-ca` (signed by `upstream_ca`) or
+    /// `verify-full` (also issued for the server's name).
     #[serde(default)]
     pub upstream_tls: UpstreamTls,
+    /// PEM bundle of the CAs trusted to sign the real server's certificate; required by
+    /// `verify-ca` and `verify-full` (the system's roots are never used).
+    #[serde(default)]
+    pub upstream_ca: Option<PathBuf>,
+    /// The name `verify-full` checks the server's certificate against (and sends as SNI);
+    /// default: the host of `upstream`. Required for `verify-full` to a unix socket.
+    #[serde(default)]
+    pub upstream_tls_server_name: Option<String>,
+    /// PEM client certificate chain presented to the real server (for `cert`
+    /// authentication or `clientcert=verify-full` in pg_hba.conf); with `upstream_tls_key`.
+    #[serde(default)]
+    pub upstream_tls_cert: Option<PathBuf>,
+    /// PEM private key for `upstream_tls_cert`.
+    #[serde(default)]
+    pub upstream_tls_key: Option<PathBuf>,
     /// PEM certificate chain presented to clients that send SSLRequest; with `tls_key`,
     /// enables TLS termination. Without it SSLRequest is answered "N" (plain text).
     #[serde(default)]
@@ -72,15 +90,37 @@ pub struct UnixListen {
     pub mode: String,
 }
 
-/// TLS mode towards the real server.
+/// TLS mode towards the real server, named as libpq's `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum UpstreamTls {
     /// Plain text.
     #[default]
     Disable,
     /// Encrypted; fail if the server refuses TLS. The certificate is not verified.
     Require,
+    /// Encrypted; the certificate must chain to a CA in `upstream_ca`.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate must be issued for the server's name.
+    VerifyFull,
+}
+
+impl UpstreamTls {
+    /// The setting's value as written in agent.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Whether TLS clients must present a certificate (with `tls_client_ca`).
@@ -133,6 +173,47 @@ pub enum ShimConfigError {
     /// Limit set to zero.
     #[error("shim.{0} must be greater than 0")]
     Zero(&'static str),
+    /// A configured file cannot be used.
+    #[error("shim.{key} {path}: {detail}")]
+    File {
+        /// The setting naming the file.
+        key: &'static str,
+        /// The file.
+        path: String,
+        /// Why it cannot be used.
+        detail: String,
+    },
+    /// Server certificate verification without the CAs to verify against.
+    #[error(
+        "shim.upstream_tls = \"{0}\" needs shim.upstream_ca, the PEM bundle of the CAs that sign the database server's certificate"
+    )]
+    UpstreamCaMissing(UpstreamTls),
+    /// CAs given to a mode that does not verify the server's certificate.
+    #[error(
+        "shim.upstream_ca has no effect with upstream_tls = \"{0}\" (the server's certificate is not verified); use \"verify-ca\" or \"verify-full\""
+    )]
+    UpstreamCaUnused(UpstreamTls),
+    /// A TLS setting for the upstream connection while it is plain text.
+    #[error("shim.{0} has no effect with upstream_tls = \"disable\"")]
+    UpstreamTlsOff(&'static str),
+    /// Only one of the upstream client certificate and its key.
+    #[error("shim.{set} needs shim.{missing}: the client certificate and its key go together")]
+    HalfUpstreamCert {
+        /// The one set.
+        set: &'static str,
+        /// The one missing.
+        missing: &'static str,
+    },
+    /// `verify-full` to a unix socket, where there is no host name to check.
+    #[error(
+        "shim.upstream_tls = \"verify-full\" to a unix socket needs shim.upstream_tls_server_name, the name the server's certificate must carry"
+    )]
+    UnixServerName,
+    /// A server name a certificate cannot carry (the setting, or the upstream host).
+    #[error(
+        "shim.upstream_tls_server_name: {0:?} is not a DNS name or IP address a certificate can be checked against"
+    )]
+    BadServerName(String),
 }
 
 fn default_max_message_len() -> usize {
@@ -168,6 +249,10 @@ impl ShimConfig {
             listen_unix: Vec::new(),
             upstream: upstream.into(),
             upstream_tls: UpstreamTls::default(),
+            upstream_ca: None,
+            upstream_tls_server_name: None,
+            upstream_tls_cert: None,
+            upstream_tls_key: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -188,6 +273,23 @@ impl ShimConfig {
         }
         let (host, port) = up.rsplit_once(':')?;
         (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| UpstreamAddr::Tcp(up.to_owned()))
+    }
+
+    /// The name the server's certificate is checked against: `upstream_tls_server_name`,
+    /// else the host of a TCP `upstream`. `None` when there is none or it is not a valid
+    /// DNS name or IP address.
+    pub fn upstream_server_name(&self) -> Option<ServerName<'static>> {
+        let name = match (&self.upstream_tls_server_name, self.upstream_addr()) {
+            (Some(name), _) => name.clone(),
+            (None, Some(UpstreamAddr::Tcp(addr))) => {
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned()
+            }
+            (None, Some(UpstreamAddr::Unix(_)) | None) => return None,
+        };
+        ServerName::try_from(name).ok()
     }
 
     /// Stall limit as a duration.
@@ -223,6 +325,20 @@ impl ShimConfig {
         if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
             errs.push(ShimConfigError::ClientCaWithoutTls);
         }
+        errs.extend(self.check_upstream_tls());
+        let files = [
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("tls_client_ca", &self.tls_client_ca),
+            ("upstream_ca", &self.upstream_ca),
+            ("upstream_tls_cert", &self.upstream_tls_cert),
+            ("upstream_tls_key", &self.upstream_tls_key),
+        ];
+        for (key, path) in files {
+            if let Some(e) = path.as_deref().and_then(|p| unreadable(key, p)) {
+                errs.push(e);
+            }
+        }
         if self.max_message_len == 0 {
             errs.push(ShimConfigError::Zero("max_message_len"));
         }
@@ -231,6 +347,74 @@ impl ShimConfig {
         }
         errs
     }
+
+    /// Combinations of the `upstream_*` TLS settings that cannot work as written.
+    fn check_upstream_tls(&self) -> Vec<ShimConfigError> {
+        let mode = self.upstream_tls;
+        let mut errs = Vec::new();
+        match (mode, &self.upstream_ca) {
+            (UpstreamTls::VerifyCa | UpstreamTls::VerifyFull, None) => {
+                errs.push(ShimConfigError::UpstreamCaMissing(mode));
+            }
+            (UpstreamTls::Disable | UpstreamTls::Require, Some(_)) => {
+                errs.push(ShimConfigError::UpstreamCaUnused(mode));
+            }
+            _ => {}
+        }
+        if mode == UpstreamTls::Disable {
+            let set = [
+                (
+                    "upstream_tls_server_name",
+                    self.upstream_tls_server_name.is_some(),
+                ),
+                ("upstream_tls_cert", self.upstream_tls_cert.is_some()),
+                ("upstream_tls_key", self.upstream_tls_key.is_some()),
+            ];
+            errs.extend(
+                set.into_iter()
+                    .filter(|(_, set)| *set)
+                    .map(|(key, _)| ShimConfigError::UpstreamTlsOff(key)),
+            );
+        }
+        match (&self.upstream_tls_cert, &self.upstream_tls_key) {
+            (Some(_), None) => errs.push(ShimConfigError::HalfUpstreamCert {
+                set: "upstream_tls_cert",
+                missing: "upstream_tls_key",
+            }),
+            (None, Some(_)) => errs.push(ShimConfigError::HalfUpstreamCert {
+                set: "upstream_tls_key",
+                missing: "upstream_tls_cert",
+            }),
+            _ => {}
+        }
+        if self.upstream_server_name().is_none() {
+            match (&self.upstream_tls_server_name, self.upstream_addr()) {
+                (Some(name), _) => errs.push(ShimConfigError::BadServerName(name.clone())),
+                (None, Some(UpstreamAddr::Unix(_))) if mode == UpstreamTls::VerifyFull => {
+                    errs.push(ShimConfigError::UnixServerName);
+                }
+                (None, Some(UpstreamAddr::Tcp(addr))) if mode == UpstreamTls::VerifyFull => {
+                    errs.push(ShimConfigError::BadServerName(addr));
+                }
+                _ => {}
+            }
+        }
+        errs
+    }
+}
+
+/// Why the file a setting names cannot be read, if it cannot.
+fn unreadable(key: &'static str, path: &Path) -> Option<ShimConfigError> {
+    let detail = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => return None,
+        Ok(_) => "not a regular file".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    Some(ShimConfigError::File {
+        key,
+        path: path.display().to_string(),
+        detail,
+    })
 }
 
 #[cfg(test)]
@@ -289,6 +473,125 @@ mod tests {
             mode: "rwx".into(),
         });
         let errs = c.check();
-        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert_eq!(errs.len(), 5, "{errs:?}");
+    }
+
+    #[test]
+    fn upstream_tls_modes_are_named_as_libpq_sslmode() {
+        for mode in ["disable", "require", "verify-ca", "verify-full"] {
+            let c: ShimConfig = serde_json::from_str(&format!(
+                r#"{{"upstream": "127.0.0.1:5433", "upstream_tls": "{mode}"}}"#
+            ))
+            .expect("valid mode");
+            assert_eq!(c.upstream_tls.as_str(), mode);
+        }
+        let r: Result<ShimConfig, _> =
+            serde_json::from_str(r#"{"upstream": "x:1", "upstream_tls": "verify_full"}"#);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn upstream_server_name_defaults_to_the_upstream_host() {
+        let name = |c: &ShimConfig| c.upstream_server_name().map(|n| n.to_str().into_owned());
+        let mut c = ShimConfig::new("db.example.com:5432");
+        assert_eq!(name(&c).as_deref(), Some("db.example.com"));
+        c.upstream = "[::1]:5432".into();
+        assert_eq!(name(&c).as_deref(), Some("::1"));
+        c.upstream = "/run/postgresql/.s.PGSQL.5432".into();
+        assert_eq!(name(&c), None);
+        c.upstream_tls_server_name = Some("pg.internal".into());
+        assert_eq!(name(&c).as_deref(), Some("pg.internal"));
+    }
+
+    #[test]
+    fn bad_upstream_tls_combinations_name_their_key() {
+        let ca = tempfile::NamedTempFile::new().expect("temp file");
+        let ca = ca.path().to_owned();
+        let base = |mode| {
+            let mut c = ShimConfig::new("127.0.0.1:5433");
+            c.listen_tcp = vec!["127.0.0.1:6432".parse().expect("addr")];
+            c.upstream_tls = mode;
+            c
+        };
+        let problems = |c: ShimConfig| {
+            c.check()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let mut ok = base(UpstreamTls::VerifyFull);
+        ok.upstream_ca = Some(ca.clone());
+        assert!(problems(ok.clone()).is_empty());
+
+        let cases: Vec<(ShimConfig, &str)> = vec![
+            (
+                base(UpstreamTls::VerifyFull),
+                "shim.upstream_tls = \"verify-full\" needs shim.upstream_ca",
+            ),
+            (
+                base(UpstreamTls::VerifyCa),
+                "shim.upstream_tls = \"verify-ca\" needs shim.upstream_ca",
+            ),
+            (
+                ShimConfig {
+                    upstream_tls: UpstreamTls::Require,
+                    ..ok.clone()
+                },
+                "shim.upstream_ca has no effect with upstream_tls = \"require\"",
+            ),
+            (
+                ShimConfig {
+                    upstream_ca: Some("/nonexistent/ca.pem".into()),
+                    ..ok.clone()
+                },
+                "shim.upstream_ca /nonexistent/ca.pem: No such file",
+            ),
+            (
+                ShimConfig {
+                    upstream_tls_cert: Some(ca.clone()),
+                    ..ok.clone()
+                },
+                "shim.upstream_tls_cert needs shim.upstream_tls_key",
+            ),
+            (
+                ShimConfig {
+                    upstream_tls_key: Some(ca.clone()),
+                    ..ok.clone()
+                },
+                "shim.upstream_tls_key needs shim.upstream_tls_cert",
+            ),
+            (
+                ShimConfig {
+                    upstream: "/run/postgresql/.s.PGSQL.5432".into(),
+                    ..ok.clone()
+                },
+                "shim.upstream_tls = \"verify-full\" to a unix socket needs shim.upstream_tls_server_name",
+            ),
+            (
+                ShimConfig {
+                    upstream_tls_server_name: Some("bad name!".into()),
+                    ..ok.clone()
+                },
+                "shim.upstream_tls_server_name: \"bad name!\" is not a DNS name",
+            ),
+            (
+                ShimConfig {
+                    upstream_tls_server_name: Some("db".into()),
+                    ..base(UpstreamTls::Disable)
+                },
+                "shim.upstream_tls_server_name has no effect with upstream_tls = \"disable\"",
+            ),
+        ];
+        for (config, expected) in cases {
+            let found = problems(config);
+            assert!(
+                found.len() == 1 && found[0].starts_with(expected),
+                "expected {expected:?}, got {found:?}"
+            );
+        }
+        let mut unix = ok;
+        unix.upstream = "/run/postgresql/.s.PGSQL.5432".into();
+        unix.upstream_tls_server_name = Some("db.example.com".into());
+        assert!(problems(unix).is_empty());
     }
 }

@@ -93,7 +93,7 @@ pub struct BoundShim {
 }
 
 impl Shim {
-    /// Validates `config` and loads TLS material. `gate` decides each statement,
+    /// Validates `config` and loads TLS material (both directions). `gate` decides each statement,
     /// `approvals` takes held statements, `events` receives [`ShimEvent`]s (never awaited:
     /// a full channel drops and counts).
     pub fn new(
@@ -103,9 +103,10 @@ impl Shim {
         events: mpsc::Sender<ShimEvent>,
     ) -> Result<Self, ShimError> {
         let errors = config.check();
-        let Some(addr) = config.upstream_addr().filter(|_| errors.is_empty()) else {
+        if !errors.is_empty() {
             return Err(ShimError::Config(errors));
-        };
+        }
+        let upstream = Upstream::new(&config)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(tls::acceptor(
                 cert,
@@ -123,10 +124,7 @@ impl Shim {
             .unwrap_or_else(crate::config::system_host_name);
         Ok(Self {
             ctx: Ctx {
-                upstream: Upstream {
-                    addr,
-                    tls: config.upstream_tls,
-                },
+                upstream,
                 config,
                 tls,
                 gate,

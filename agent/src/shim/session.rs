@@ -69,6 +69,10 @@ pub async fn serve_connection(ctx: Arc<Ctx>, accepted: Accepted, shutdown: watch
     let established = match tokio::time::timeout(limit, startup::establish(&ctx, stream)).await {
         Ok(Ok(Some(e))) => e,
         Ok(Ok(None)) => return,
+        Ok(Err(e @ SessionError::Upstream(_))) => {
+            tracing::warn!(peer = %peer_label, error = %e, "client refused: the database server could not be reached");
+            return;
+        }
         Ok(Err(e)) => {
             tracing::info!(peer = %peer_label, error = %e, "connection closed during startup");
             return;

@@ -1,14 +1,17 @@
 //! TLS: terminating client TLS with the configured certificate, and the upstream client
-//! side (encrypted, certificate not verified, like libpq's `sslmode=require`).
+//! side (the server's certificate checked as libpq's `sslmode` would, optionally with a
+//! client certificate).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::config::ClientCert;
@@ -43,6 +46,40 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+fn pem_err(what: &'static str, path: &Path, detail: impl ToString) -> TlsError {
+    TlsError::Pem {
+        what,
+        path: path.to_owned(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Every certificate in a PEM file (at least one).
+fn load_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_err(what, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(what, path, e))?;
+    if certs.is_empty() {
+        return Err(pem_err(what, path, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file.
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_err("private key", path, e))
+}
+
+/// A PEM bundle of CA certificates as trust anchors.
+fn load_roots(what: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for der in load_certs(what, path)? {
+        roots.add(der).map_err(|e| pem_err(what, path, e))?;
+    }
+    Ok(roots)
+}
+
 /// An acceptor for client TLS from a PEM certificate chain and key; with `client_ca`,
 /// clients are asked for a certificate signed by one of those CAs.
 pub fn acceptor(
@@ -50,35 +87,14 @@ pub fn acceptor(
     key: &Path,
     client_ca: Option<(&Path, ClientCert)>,
 ) -> Result<TlsAcceptor, TlsError> {
-    fn pem_err(
-        what: &'static str,
-        path: &Path,
-    ) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError + use<> {
-        let path = path.to_owned();
-        move |e| TlsError::Pem {
-            what,
-            path,
-            detail: e.to_string(),
-        }
-    }
-    let certs = CertificateDer::pem_file_iter(cert)
-        .map_err(pem_err("certificate", cert))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_err("certificate", cert))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err("private key", key))?;
+    let certs = load_certs("certificate", cert)?;
+    let key = load_key(key)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some((ca, mode)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for der in
-                CertificateDer::pem_file_iter(ca).map_err(pem_err("client CA certificates", ca))?
-            {
-                roots
-                    .add(der.map_err(pem_err("client CA certificates", ca))?)
-                    .map_err(TlsError::Config)?;
-            }
+            let roots = load_roots("client CA certificates", ca)?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider(),
@@ -107,37 +123,87 @@ pub fn client_subject(conn: &rustls::ServerConnection) -> Option<String> {
     Some(cert.subject().to_string())
 }
 
-/// A connector for the upstream server that encrypts without verifying its certificate.
-pub fn upstream_connector() -> Result<TlsConnector, TlsError> {
+/// What the shim checks of the real server's certificate.
+#[derive(Debug, Clone, Copy)]
+pub enum ServerTrust<'a> {
+    /// Nothing (`require`): encrypted, open to a man in the middle.
+    Any,
+    /// The chain must lead to a CA in the PEM bundle `ca`; with `check_name`, the
+    /// certificate must also be issued for the server name (`verify-full`).
+    Ca {
+        /// PEM bundle of trusted CAs.
+        ca: &'a Path,
+        /// Whether the server name must match.
+        check_name: bool,
+    },
+}
+
+/// A connector for the upstream server that checks its certificate as `trust` says and,
+/// with `client_cert` (PEM chain, key), presents a client certificate.
+pub fn upstream_connector(
+    trust: ServerTrust<'_>,
+    client_cert: Option<(&Path, &Path)>,
+) -> Result<TlsConnector, TlsError> {
     let provider = provider();
-    let algorithms = provider.signature_verification_algorithms;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let roots = match trust {
+        ServerTrust::Any => None,
+        ServerTrust::Ca { ca, check_name } => {
+            Some((load_roots("upstream CA certificates", ca)?, check_name))
+        }
+    };
+    let verifier = UpstreamVerifier {
+        roots,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(EncryptOnly(algorithms)))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let config = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs("client certificate", cert)?, load_key(key)?)?,
+    };
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// The server name to present upstream (SNI is not sent for IP addresses).
-pub fn server_name(host: &str) -> ServerName<'static> {
-    ServerName::try_from(host.to_owned())
-        .unwrap_or_else(|_| ServerName::try_from("localhost").expect("static name is valid"))
+/// The server name presented upstream when no name is checked (SNI is not sent for IP
+/// addresses).
+pub fn fallback_server_name() -> ServerName<'static> {
+    ServerName::try_from("localhost").expect("static name is valid")
 }
 
-/// Accepts any server certificate but still checks handshake signatures.
+/// Checks the server's certificate chain against `roots` (and its name when asked), or
+/// accepts any certificate without `roots`; handshake signatures are always checked.
 #[derive(Debug)]
-struct EncryptOnly(WebPkiSupportedAlgorithms);
+struct UpstreamVerifier {
+    roots: Option<(RootCertStore, bool)>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for EncryptOnly {
+impl ServerCertVerifier for UpstreamVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
         _ocsp: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some((roots, check_name)) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        if *check_name {
+            verify_server_name(&cert, server_name)?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -147,7 +213,7 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -156,10 +222,10 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }

@@ -1,12 +1,15 @@
 //! Connecting to the real server (TCP or unix socket, optionally TLS).
 
 use bytes::Bytes;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsConnector;
 
-use super::config::{UpstreamAddr, UpstreamTls};
+use super::ShimError;
+use super::config::{ShimConfig, ShimConfigError, UpstreamAddr, UpstreamTls};
 use super::connection::BoxStream;
-use super::tls;
+use super::tls::{self, ServerTrust};
 use crate::protocol::postgres::{StartupPacket, ToBytes};
 
 /// Why the real server could not be reached.
@@ -21,23 +24,88 @@ pub enum UpstreamError {
         source: std::io::Error,
     },
     /// TLS was required and the server refused it.
-    #[error("database server at {0} refused TLS (shim.upstream_tls = \"require\")")]
-    TlsRefused(String),
-    /// TLS setup failed.
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    #[error("database server at {addr} refused TLS (shim.upstream_tls = \"{mode}\")")]
+    TlsRefused {
+        /// Where.
+        addr: String,
+        /// The configured mode.
+        mode: UpstreamTls,
+    },
+    /// The server's certificate failed verification (wrong CA, wrong name, expired…).
+    #[error(
+        "the database server's certificate is not trusted: {reason} (server {addr}, shim.upstream_tls = \"{mode}\")"
+    )]
+    Untrusted {
+        /// Where.
+        addr: String,
+        /// What is wrong with the certificate.
+        reason: String,
+        /// The configured mode.
+        mode: UpstreamTls,
+    },
+}
+
+/// TLS towards the real server: the mode, its connector and the name checked.
+struct UpstreamTlsClient {
+    mode: UpstreamTls,
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
 }
 
 /// How to reach the real server.
-#[derive(Debug, Clone)]
 pub struct Upstream {
-    /// Address.
-    pub addr: UpstreamAddr,
-    /// TLS mode.
-    pub tls: UpstreamTls,
+    addr: UpstreamAddr,
+    tls: Option<UpstreamTlsClient>,
 }
 
 impl Upstream {
+    /// The upstream of a configuration that passed [`ShimConfig::check`], with its TLS
+    /// material (CAs, client certificate) loaded.
+    pub fn new(config: &ShimConfig) -> Result<Self, ShimError> {
+        let addr = config.upstream_addr().ok_or_else(|| {
+            ShimError::Config(vec![ShimConfigError::BadUpstream(config.upstream.clone())])
+        })?;
+        let mode = config.upstream_tls;
+        let trust = match (mode, config.upstream_ca.as_deref()) {
+            (UpstreamTls::Disable, _) => return Ok(Self { addr, tls: None }),
+            (UpstreamTls::Require, _) => ServerTrust::Any,
+            (UpstreamTls::VerifyCa, Some(ca)) => ServerTrust::Ca {
+                ca,
+                check_name: false,
+            },
+            (UpstreamTls::VerifyFull, Some(ca)) => ServerTrust::Ca {
+                ca,
+                check_name: true,
+            },
+            (UpstreamTls::VerifyCa | UpstreamTls::VerifyFull, None) => {
+                return Err(ShimError::Config(vec![ShimConfigError::UpstreamCaMissing(
+                    mode,
+                )]));
+            }
+        };
+        if mode == UpstreamTls::Require {
+            tracing::warn!(
+                "shim.upstream_tls = \"require\": the database server's certificate is not verified, \
+                 so the connection to it is open to a man in the middle; set shim.upstream_tls = \
+                 \"verify-full\" and shim.upstream_ca"
+            );
+        }
+        let client_cert = config
+            .upstream_tls_cert
+            .as_deref()
+            .zip(config.upstream_tls_key.as_deref());
+        Ok(Self {
+            addr,
+            tls: Some(UpstreamTlsClient {
+                mode,
+                connector: tls::upstream_connector(trust, client_cert)?,
+                server_name: config
+                    .upstream_server_name()
+                    .unwrap_or_else(tls::fallback_server_name),
+            }),
+        })
+    }
+
     fn label(&self) -> String {
         match &self.addr {
             UpstreamAddr::Tcp(a) => a.clone(),
@@ -55,25 +123,26 @@ impl Upstream {
             UpstreamAddr::Tcp(a) => {
                 let s = TcpStream::connect(a).await.map_err(io)?;
                 s.set_nodelay(true).map_err(io)?;
-                match self.tls {
-                    UpstreamTls::Disable => Ok(Box::new(s)),
-                    UpstreamTls::Require => {
-                        let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
-                        self.start_tls(s, host).await
-                    }
+                match &self.tls {
+                    None => Ok(Box::new(s)),
+                    Some(tls) => self.start_tls(s, tls).await,
                 }
             }
             UpstreamAddr::Unix(p) => {
                 let s = UnixStream::connect(p).await.map_err(io)?;
-                match self.tls {
-                    UpstreamTls::Disable => Ok(Box::new(s)),
-                    UpstreamTls::Require => self.start_tls(s, "localhost").await,
+                match &self.tls {
+                    None => Ok(Box::new(s)),
+                    Some(tls) => self.start_tls(s, tls).await,
                 }
             }
         }
     }
 
-    async fn start_tls<S>(&self, mut s: S, host: &str) -> Result<BoxStream, UpstreamError>
+    async fn start_tls<S>(
+        &self,
+        mut s: S,
+        tls: &UpstreamTlsClient,
+    ) -> Result<BoxStream, UpstreamError>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -86,13 +155,24 @@ impl Upstream {
             .map_err(io)?;
         let answer = s.read_u8().await.map_err(io)?;
         if answer != b'S' {
-            return Err(UpstreamError::TlsRefused(self.label()));
+            return Err(UpstreamError::TlsRefused {
+                addr: self.label(),
+                mode: tls.mode,
+            });
         }
-        let tls = tls::upstream_connector()?
-            .connect(tls::server_name(host), s)
+        let stream = tls
+            .connector
+            .connect(tls.server_name.clone(), s)
             .await
-            .map_err(io)?;
-        Ok(Box::new(tls))
+            .map_err(|e| match untrusted_reason(&e) {
+                Some(reason) => UpstreamError::Untrusted {
+                    addr: self.label(),
+                    reason,
+                    mode: tls.mode,
+                },
+                None => io(e),
+            })?;
+        Ok(Box::new(stream))
     }
 
     /// Sends a cancel request for `pid`/`key` on a fresh connection, as PostgreSQL expects.
@@ -108,4 +188,18 @@ impl Upstream {
         s.shutdown().await.ok();
         Ok(())
     }
+}
+
+/// What is wrong with the server's certificate, when the handshake failed over it.
+fn untrusted_reason(e: &std::io::Error) -> Option<String> {
+    let rustls::Error::InvalidCertificate(cert) = e.get_ref()?.downcast_ref::<rustls::Error>()?
+    else {
+        return None;
+    };
+    Some(match cert {
+        rustls::CertificateError::UnknownIssuer => {
+            "it is not signed by a CA in shim.upstream_ca (unknown issuer)".to_owned()
+        }
+        other => other.to_string(),
+    })
 }

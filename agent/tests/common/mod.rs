@@ -1,7 +1,8 @@
-//! Shared helpers for the shim integration tests: a real PostgreSQL ([`pg`]), the shim
-//! started in-process, a small prefix-rule test gate, and psql/pgbench runners.
+//! Shared helpers for the shim integration tests: a real PostgreSQL ([`pg`]), a private CA
+//! ([`certs`]), the shim started in-process, a small prefix-rule test gate, and psql/pgbench runners.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod pg;
 
 use std::path::{Path, PathBuf};

@@ -94,18 +94,42 @@ fn template() -> PathBuf {
     path
 }
 
+/// TLS for a test server: its certificate, the CA its clients' certificates must chain to,
+/// and pg_hba.conf rules that use them.
+pub struct PgTls {
+    /// PEM certificate the server presents.
+    pub cert: String,
+    /// PEM private key of `cert`.
+    pub key: String,
+    /// PEM CA bundle for client certificates (`ssl_ca_file`), if any.
+    pub client_ca: Option<String>,
+    /// pg_hba.conf lines placed before the harness's own (e.g. `hostssl … cert`).
+    pub hba_first: Vec<String>,
+}
+
 impl Pg {
     /// Starts a fresh server with the test roles created.
     pub fn start() -> Pg {
-        Self::start_inner(false)
+        Self::start_inner(None)
     }
 
     /// Like [`Pg::start`], with TLS enabled (self-signed certificate).
     pub fn start_with_tls() -> Pg {
-        Self::start_inner(true)
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        Self::start_inner(Some(PgTls {
+            cert: cert.cert.pem(),
+            key: cert.signing_key.serialize_pem(),
+            client_ca: None,
+            hba_first: Vec::new(),
+        }))
     }
 
-    fn start_inner(tls: bool) -> Pg {
+    /// Like [`Pg::start`], with TLS as `tls` says.
+    pub fn start_with(tls: PgTls) -> Pg {
+        Self::start_inner(Some(tls))
+    }
+
+    fn start_inner(tls: Option<PgTls>) -> Pg {
         let template = template();
         let dir = tempfile::Builder::new()
             .prefix("dbward-pg-")
@@ -113,29 +137,33 @@ impl Pg {
             .expect("temp dir");
         let data = dir.path().join("data");
         run(Command::new("cp").arg("-a").arg(&template).arg(&data));
-        run(Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir.path()));
-        run(Command::new("chmod").arg("0755").arg(dir.path()));
         let port = free_port();
         let mut opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c shared_buffers=16MB",
             dir.path().display()
         );
-        if tls {
-            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-            std::fs::write(data.join("server.crt"), cert.cert.pem()).expect("server.crt");
-            std::fs::write(data.join("server.key"), cert.signing_key.serialize_pem())
-                .expect("server.key");
-            run(Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(data.join("server.crt"))
-                .arg(data.join("server.key")));
+        if let Some(tls) = tls {
+            std::fs::write(data.join("server.crt"), &tls.cert).expect("server.crt");
+            std::fs::write(data.join("server.key"), &tls.key).expect("server.key");
             run(Command::new("chmod")
                 .arg("0600")
                 .arg(data.join("server.key")));
             opts.push_str(" -c ssl=on");
+            if let Some(ca) = &tls.client_ca {
+                std::fs::write(data.join("client_ca.crt"), ca).expect("client_ca.crt");
+                opts.push_str(" -c ssl_ca_file=client_ca.crt");
+            }
+            if !tls.hba_first.is_empty() {
+                let hba = data.join("pg_hba.conf");
+                let rest = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+                std::fs::write(&hba, format!("{}\n{rest}", tls.hba_first.join("\n")))
+                    .expect("pg_hba.conf");
+            }
         }
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path()));
+        run(Command::new("chmod").arg("0755").arg(dir.path()));
         run(as_postgres(&format!("{BIN}/pg_ctl"))
             .args(["-w", "-t", "60", "-D"])
             .arg(&data)
