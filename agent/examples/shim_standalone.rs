@@ -7,6 +7,10 @@ use std::sync::Arc;
 use dbward_agent::approval::NoApprovals;
 use dbward_agent::shim::{AllowAll, Shim, ShimConfig};
 
+/// The allocator `dbward` ships with, so benchmarks measure what runs in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -26,11 +30,27 @@ async fn main() -> anyhow::Result<()> {
         config.max_connections = max.parse()?;
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    // Drained on a tick, as `dbward run` does, so that events wake nobody.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(2));
+        loop {
+            tick.tick().await;
+            loop {
+                match rx.try_recv() {
+                    Ok(_) => {}
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            }
+        }
+    });
     let shim = Shim::new(config, Arc::new(AllowAll), Arc::new(NoApprovals), tx)?;
-    shim.serve(async {
+    // As `dbward run` serves it: on a thread of its own.
+    shim.start_on_own_thread(async {
         let _ = tokio::signal::ctrl_c().await;
     })
-    .await?;
+    .await?
+    .finished()
+    .await;
     Ok(())
 }

@@ -65,6 +65,9 @@ pub struct RunArgs {
     pub held_state: PathBuf,
 }
 
+/// How often events from the shim (and the remote approval channel) are collected.
+const SHIM_DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// How long a stopping agent waits for the capture to hand over what the kernel buffered.
 const STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -233,16 +236,16 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             shim_tx.clone(),
         )?
         .with_peer_identity(shim_clients.clone())
-        .bind()
+        .start_on_own_thread(shutdown())
         .await
         .context("cannot start the shim")?;
-        shim_sink = Some(shim.events());
-        for addr in shim.tcp_addrs() {
+        shim_sink = Some(shim.events.clone());
+        for addr in &shim.tcp_addrs {
             capture.watch_port(addr.port())?;
             shim_ports.push(addr.port());
             info!(%addr, "shim listening");
         }
-        tasks.push(tokio::spawn(shim.serve(shutdown())));
+        tasks.push(tokio::spawn(shim.finished()));
     }
     drop(shim_tx);
 
@@ -328,6 +331,11 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         },
     ));
     let mut refresh = tokio::time::interval(std::time::Duration::from_secs(1));
+    // Shim events are drained on a tick rather than awaited: a waiting receiver would be woken
+    // (a futex call on the shim's thread) for every statement the shim relays.
+    let mut shim_drain = tokio::time::interval(SHIM_DRAIN_INTERVAL);
+    shim_drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shim_open = true;
     info!(socket = %socket.display(), host, policy = %config.policy.dir.display(), audit = %config.audit.dir.display(), "dbward agent running");
 
     let mut publisher = Publisher {
@@ -426,7 +434,16 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     publisher.publish(event);
                 }
             }
-            Some(event) = shim_rx.recv() => publisher.publish(pipeline::from_shim(event, &host)),
+            _ = shim_drain.tick(), if shim_open => loop {
+                match shim_rx.try_recv() {
+                    Ok(event) => publisher.publish(pipeline::from_shim(event, &host)),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        shim_open = false;
+                        break;
+                    }
+                }
+            },
             Some(event) = reload_rx.recv() => publisher.publish(event),
             _ = refresh.tick() => {
                 if let Ok(mut s) = status.lock() {
@@ -462,6 +479,10 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     control_task.abort();
     for task in tasks {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
+    // What the shim recorded up to its end (sessions it closed included).
+    while let Ok(event) = shim_rx.try_recv() {
+        publisher.publish(pipeline::from_shim(event, &host));
     }
     let _ = std::fs::remove_file(&socket);
     let dropped: u64 = drops_total.values().sum();

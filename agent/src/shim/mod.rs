@@ -65,6 +65,9 @@ pub enum ShimError {
         /// Why.
         source: std::io::Error,
     },
+    /// The shim's own thread could not be started.
+    #[error("shim: cannot start its thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Everything a connection task shares.
@@ -187,6 +190,73 @@ impl Shim {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ShimError> {
         self.bind().await?.serve(shutdown).await;
         Ok(())
+    }
+
+    /// Binds and serves until `shutdown` resolves, on a thread of its own with a
+    /// single-threaded runtime (PgBouncer's model). Relaying is mostly socket calls; on a
+    /// multi-threaded runtime, waking idle workers to share them cost more CPU than the
+    /// relaying itself (shim CPU per pgbench `-S` transaction: 36 µs there, 15 µs here).
+    /// Returns once the listeners are open.
+    pub async fn start_on_own_thread(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<ShimThread, ShimError> {
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let (finished_tx, finished) = tokio::sync::oneshot::channel();
+        let events = self.events();
+        std::thread::Builder::new()
+            .name("dbward-shim".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(ShimError::Thread(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match self.bind().await {
+                        Ok(bound) => {
+                            let _ = bound_tx.send(Ok(bound.tcp_addrs()));
+                            bound.serve(shutdown).await;
+                        }
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e));
+                        }
+                    }
+                });
+                let _ = finished_tx.send(());
+            })
+            .map_err(ShimError::Thread)?;
+        let tcp_addrs = bound_rx.await.map_err(|_| {
+            ShimError::Thread(std::io::Error::other(
+                "the shim thread ended before listening",
+            ))
+        })??;
+        Ok(ShimThread {
+            tcp_addrs,
+            events,
+            finished,
+        })
+    }
+}
+
+/// A shim serving on its own thread ([`Shim::start_on_own_thread`]).
+pub struct ShimThread {
+    /// The TCP addresses bound.
+    pub tcp_addrs: Vec<SocketAddr>,
+    /// The event sink (drop counter).
+    pub events: EventSink,
+    finished: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl ShimThread {
+    /// Resolves when the shim has shut down (every session finished).
+    pub async fn finished(self) {
+        let _ = self.finished.await;
     }
 }
 
