@@ -21,6 +21,8 @@ use super::functions::{self, Concern};
 use super::predicate;
 use super::{Class, Classification, Classifier, PreparedStatements};
 
+mod select;
+
 /// How deep SQL nested in SQL (EXECUTE of a prepared statement, DO bodies, dynamic SQL
 /// literals) is followed before the rest counts as unknown.
 const MAX_NESTING: usize = 6;
@@ -62,8 +64,27 @@ pub(super) fn classify_into(
             return;
         }
     };
+    // A plain SELECT sent by a client is read without building its AST; SQL nested in
+    // other SQL always goes through the parser.
+    if depth == 0 && top && select::read(&tokens, acc) {
+        return;
+    }
+    parse_tokens(&dialect, sql, tokens, prepared, acc, depth, top);
+}
+
+/// Parses `tokens` (of `sql`) and walks the statements into `acc`; statements the parser
+/// rejects as a whole are read one by one.
+fn parse_tokens(
+    dialect: &PostgreSqlDialect,
+    sql: &str,
+    tokens: Vec<TokenWithSpan>,
+    prepared: &dyn PreparedStatements,
+    acc: &mut Findings,
+    depth: usize,
+    top: bool,
+) {
     // The same tokens and parser options as `Parser::parse_sql`.
-    match Parser::new(&dialect)
+    match Parser::new(dialect)
         .with_tokens_with_locations(tokens)
         .parse_statements()
     {
@@ -77,7 +98,7 @@ pub(super) fn classify_into(
         }
         // The parser consumed the tokens: the statements are read one by one from a second
         // tokenization.
-        Err(whole_error) => match tokenize(&dialect, sql) {
+        Err(whole_error) => match tokenize(dialect, sql) {
             Ok(tokens) => {
                 let tokens = tokens.into_iter().map(|t| t.token).collect();
                 for part in split_statements(tokens) {
