@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use proptest::arbitrary::Arbitrary as _;
+
 use sqlparser::dialect::PostgreSqlDialect;
 
 use super::super::super::{Classification, NoPrepared};
@@ -157,4 +159,114 @@ fn fast_path_answers_plain_selects_and_nothing_else() {
     for sql in left_to_the_parser {
         assert!(both(sql).is_none(), "{sql}");
     }
+}
+
+/// Words and symbols SELECTs are made of, for random statements.
+const PIECES: &[&str] = &[
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "IS",
+    "NULL",
+    "LIKE",
+    "BETWEEN",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "AS",
+    "JOIN",
+    "LEFT",
+    "ON",
+    "GROUP",
+    "BY",
+    "ORDER",
+    "LIMIT",
+    "OFFSET",
+    "WITH",
+    "EXISTS",
+    "DISTINCT",
+    "UNION",
+    "date",
+    "interval",
+    "extract",
+    "year",
+    "substring",
+    "for",
+    "count",
+    "sum",
+    "pg_read_file",
+    "nextval",
+    "t",
+    "u.v",
+    "a",
+    "b",
+    "s.t",
+    "volume",
+    "part",
+    "(",
+    ")",
+    ",",
+    ";",
+    "*",
+    "+",
+    "-",
+    "/",
+    "=",
+    "<>",
+    "<",
+    ">=",
+    "::",
+    "1",
+    "2.5",
+    "'x'",
+    "$1",
+    "\"q\"",
+    "DROP",
+    "TABLE",
+    "INTO",
+    "--",
+    "/*",
+    "*/",
+];
+
+proptest::proptest! {
+    // Most random statements are rejected by both; enough cases for dozens that are not.
+    #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+    #[test]
+    fn fast_path_agrees_with_the_parser_on_random_statements(
+        pieces in proptest::collection::vec(proptest::sample::select(PIECES), 1..40)
+    ) {
+        agrees(&format!("SELECT {}", pieces.join(" ")));
+        agrees(&format!("SELECT a FROM t WHERE {}", pieces.join(" ")));
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_parser_on_corpus_selects_with_pieces_inserted(
+        statement in proptest::sample::select(answered_corpus()),
+        inserts in proptest::collection::vec(
+            (proptest::sample::Index::arbitrary(), proptest::sample::select(PIECES)),
+            1..4,
+        )
+    ) {
+        let mut tokens = token_texts(&statement);
+        for (at, piece) in inserts {
+            tokens.insert(at.index(tokens.len() + 1), piece.to_string());
+        }
+        agrees(&tokens.join(" "));
+    }
+}
+
+/// The corpus statements the fast path answers.
+fn answered_corpus() -> Vec<String> {
+    corpus()
+        .into_iter()
+        .filter(|sql| both(sql).is_some())
+        .collect()
 }
