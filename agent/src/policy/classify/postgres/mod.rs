@@ -113,12 +113,10 @@ fn parse_tokens(
     }
 }
 
-/// Tokenizes `sql` as `Parser::parse_sql` does, into a buffer sized for typical SQL (about
-/// one token per four bytes, whitespace included) so that it rarely has to grow.
+/// Tokenizes `sql` as `Parser::parse_sql` does (the fast path and the parser read the same
+/// tokens).
 fn tokenize(dialect: &PostgreSqlDialect, sql: &str) -> Result<Vec<TokenWithSpan>, TokenizerError> {
-    let mut tokens = Vec::with_capacity(sql.len() / 4 + 16);
-    Tokenizer::new(dialect, sql).tokenize_with_location_into_buf(&mut tokens)?;
-    Ok(tokens)
+    Tokenizer::new(dialect, sql).tokenize_with_location()
 }
 
 /// Splits tokens at semicolons into statements, dropping empty ones.

@@ -157,11 +157,20 @@ const FIELDS: &[Keyword] = &[Keyword::YEAR, Keyword::MONTH, Keyword::DAY];
 /// Classifies `tokens` into `acc` (which must be fresh) when they are one plain SELECT the
 /// fast path reads; returns false, leaving `acc` untouched, otherwise.
 pub(super) fn read(tokens: &[TokenWithSpan], acc: &mut Findings) -> bool {
-    let significant: Vec<&Token> = tokens
+    let mut significant = tokens
         .iter()
         .map(|t| &t.token)
         .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .collect();
+        .peekable();
+    let starts_query = matches!(
+        significant.peek(),
+        Some(Token::Word(w)) if w.quote_style.is_none()
+            && matches!(w.keyword, Keyword::SELECT | Keyword::WITH)
+    );
+    if !starts_query {
+        return false;
+    }
+    let significant: Vec<&Token> = significant.collect();
     let mut reader = Reader {
         tokens: &significant,
         at: 0,
