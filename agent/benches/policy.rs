@@ -214,7 +214,7 @@ fn main() {
         }
     );
     println!("  cache: {hits} hits, {misses} misses");
-    println!("  slowest uncached (total / sqlparser parse alone):");
+    println!("  slowest uncached (total / a full sqlparser parse, which plain SELECTs skip):");
     for (total, parse, sql) in slowest {
         println!("    {total:?} / {parse:?}  {sql}");
     }

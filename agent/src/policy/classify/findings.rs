@@ -87,7 +87,12 @@ impl Findings {
         let Some((table, qualifiers)) = parts.split_last() else {
             return;
         };
-        let entry = (qualifiers.last().cloned(), table.clone());
+        self.table_name(qualifiers.last().cloned(), table.clone());
+    }
+
+    /// Records a table by its schema (the qualifier closest to it, if any) and name.
+    pub(super) fn table_name(&mut self, schema: Option<String>, table: String) {
+        let entry = (schema, table);
         if !self.tables.contains(&entry) {
             self.tables.push(entry);
         }

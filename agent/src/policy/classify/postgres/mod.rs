@@ -2,6 +2,7 @@
 //! every statement (CTEs, subqueries, function arguments, PREPARE/EXPLAIN bodies), and
 //! fallbacks for what the parser cannot read.
 
+use std::fmt;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
@@ -11,14 +12,16 @@ use sqlparser::ast::{
     Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, TokenizerError};
 
 use super::fallback;
 use super::findings::Findings;
 use super::functions::{self, Concern};
 use super::predicate;
 use super::{Class, Classification, Classifier, PreparedStatements};
+
+mod select;
 
 /// How deep SQL nested in SQL (EXECUTE of a prepared statement, DO bodies, dynamic SQL
 /// literals) is followed before the rest counts as unknown.
@@ -54,7 +57,37 @@ pub(super) fn classify_into(
         return;
     }
     let dialect = PostgreSqlDialect {};
-    match Parser::parse_sql(&dialect, sql) {
+    let tokens = match tokenize(&dialect, sql) {
+        Ok(tokens) => tokens,
+        Err(err) => {
+            acc.parse_error(ParserError::from(err).to_string());
+            return;
+        }
+    };
+    // A plain SELECT sent by a client is read without building its AST; SQL nested in
+    // other SQL always goes through the parser.
+    if depth == 0 && top && select::read(&tokens, acc) {
+        return;
+    }
+    parse_tokens(&dialect, sql, tokens, prepared, acc, depth, top);
+}
+
+/// Parses `tokens` (of `sql`) and walks the statements into `acc`; statements the parser
+/// rejects as a whole are read one by one.
+fn parse_tokens(
+    dialect: &PostgreSqlDialect,
+    sql: &str,
+    tokens: Vec<TokenWithSpan>,
+    prepared: &dyn PreparedStatements,
+    acc: &mut Findings,
+    depth: usize,
+    top: bool,
+) {
+    // The same tokens and parser options as `Parser::parse_sql`.
+    match Parser::new(dialect)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+    {
         Ok(statements) => {
             for statement in &statements {
                 if top {
@@ -63,8 +96,11 @@ pub(super) fn classify_into(
                 walk(statement, prepared, acc, depth);
             }
         }
-        Err(whole_error) => match Tokenizer::new(&dialect, sql).tokenize() {
+        // The parser consumed the tokens: the statements are read one by one from a second
+        // tokenization.
+        Err(whole_error) => match tokenize(dialect, sql) {
             Ok(tokens) => {
+                let tokens = tokens.into_iter().map(|t| t.token).collect();
                 for part in split_statements(tokens) {
                     if top {
                         acc.statements += 1;
@@ -75,6 +111,12 @@ pub(super) fn classify_into(
             Err(_) => acc.parse_error(whole_error.to_string()),
         },
     }
+}
+
+/// Tokenizes `sql` as `Parser::parse_sql` does (the fast path and the parser read the same
+/// tokens).
+fn tokenize(dialect: &PostgreSqlDialect, sql: &str) -> Result<Vec<TokenWithSpan>, TokenizerError> {
+    Tokenizer::new(dialect, sql).tokenize_with_location()
 }
 
 /// Splits tokens at semicolons into statements, dropping empty ones.
@@ -378,11 +420,11 @@ impl Walker<'_> {
             | Statement::DropOperatorClass { .. }
             | Statement::RenameTable { .. }
             | Statement::Comment { .. } => {
-                let command = leading_words(&statement.to_string(), 2);
+                let command = statement_words(statement, 2);
                 acc.add(Class::Ddl, &command);
             }
             other => {
-                let command = leading_words(&other.to_string(), 2);
+                let command = statement_words(other, 2);
                 acc.command(&command);
                 acc.unknown_statement(format!(
                     "{command} is a statement kind dbward does not know"
@@ -655,6 +697,35 @@ fn explain_runs_statement(
 fn is_plain_explain(statement: &Statement) -> bool {
     matches!(statement, Statement::Explain { analyze, options, .. }
         if !explain_runs_statement(*analyze, options.as_deref()))
+}
+
+/// The first `n` words of a statement as its `Display` writes it, upper case
+/// (`CREATE TABLE`). Only as much of the statement is formatted as those words need.
+fn statement_words(statement: &Statement, n: usize) -> String {
+    let mut prefix = WordsPrefix {
+        text: String::new(),
+        words: n,
+    };
+    // `WordsPrefix` ends the formatting with an error once it holds `n` whole words.
+    let _ = fmt::write(&mut prefix, format_args!("{statement}"));
+    leading_words(&prefix.text, n)
+}
+
+/// A `fmt::Write` that takes text until it holds more than `words` words: the first
+/// `words` of them are then complete, the same as in the whole text.
+struct WordsPrefix {
+    text: String,
+    words: usize,
+}
+
+impl fmt::Write for WordsPrefix {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.text.push_str(s);
+        if self.text.split_whitespace().nth(self.words).is_some() {
+            return Err(fmt::Error);
+        }
+        Ok(())
+    }
 }
 
 /// The first `n` words of a statement's text, upper case (`CREATE TABLE`).

@@ -149,3 +149,35 @@ fn multi_statement_strings_count_each_statement() {
     assert_eq!(c.class, Class::Write);
     assert_eq!(c.commands, vec!["BEGIN", "UPDATE", "COMMIT"]);
 }
+
+#[test]
+fn statement_words_are_the_leading_words_of_the_whole_statement() {
+    let sqls = [
+        "CREATE TABLE t (id int, name text NOT NULL)",
+        "CREATE OR REPLACE VIEW v AS SELECT * FROM t",
+        "CREATE UNIQUE INDEX i ON t (a, b)",
+        "CREATE TEMPORARY TABLE t AS SELECT 1",
+        "ALTER TABLE lineitem ADD CONSTRAINT lineitem_pkey PRIMARY KEY (l_orderkey)",
+        "COMMENT ON TABLE t IS 'x'",
+        "CREATE SCHEMA s",
+        "CREATE SEQUENCE s",
+        "DROP FUNCTION f",
+        "ALTER INDEX i RENAME TO j",
+        "CREATE TYPE mood AS ENUM ('sad', 'ok')",
+        "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()",
+        "CREATE DATABASE d",
+        "PRAGMA x",
+    ];
+    let dialect = PostgreSqlDialect {};
+    for sql in sqls {
+        for statement in Parser::parse_sql(&dialect, sql).unwrap_or_default() {
+            for n in 0..4 {
+                assert_eq!(
+                    statement_words(&statement, n),
+                    leading_words(&statement.to_string(), n),
+                    "{sql} ({n} words)"
+                );
+            }
+        }
+    }
+}
