@@ -2,7 +2,7 @@
 //! (`--stdout`) is collected for assertions.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +21,37 @@ pub fn dbward_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Every record of the audit log in `dir` (its `.jsonl` files), parsed.
+pub fn audit_records(dir: &Path) -> Vec<Value> {
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("audit dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(&path).expect("read audit file");
+            records.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON")),
+            );
+        }
+    }
+    records
+}
+
+/// Asserts that `dbward audit verify` accepts the audit log in `dir`.
+pub fn assert_audit_verifies(dir: &Path) {
+    let out = Command::new(dbward_bin())
+        .args(["audit", "verify"])
+        .arg(dir)
+        .output()
+        .expect("dbward audit verify");
+    assert!(
+        out.status.success(),
+        "audit verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The shipped example policies (`policies/`).

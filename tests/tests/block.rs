@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use dbward_e2e::agent::{Agent, dbward_bin};
+use dbward_e2e::agent::{Agent, assert_audit_verifies, audit_records, dbward_bin};
 use dbward_e2e::pg::{Cluster, PG_BIN};
 use dbward_e2e::{free_port, wait_for};
 use serde_json::Value;
@@ -130,21 +130,6 @@ fn blocked_event(agent: &Agent, pid: u32) -> Value {
     events.into_iter().find(is_it).expect("found above")
 }
 
-fn audit_records(dir: &Path) -> Vec<Value> {
-    let mut records = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("audit dir") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "jsonl") {
-            let text = std::fs::read_to_string(&path).expect("read audit file");
-            records.extend(
-                text.lines()
-                    .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON")),
-            );
-        }
-    }
-    records
-}
-
 #[test]
 fn direct_connections_are_refused_and_audited_while_the_shim_path_works() {
     let cluster = Cluster::start();
@@ -243,17 +228,7 @@ fn direct_connections_are_refused_and_audited_while_the_shim_path_works() {
             .unwrap_or_else(|| panic!("no connection_blocked audit record for psql {}", run.pid));
         assert_eq!(record["client"]["comm"], "psql", "{record:#}");
     }
-    let verify = Command::new(dbward_bin())
-        .args(["audit", "verify"])
-        .arg(&audit_dir)
-        .output()
-        .expect("dbward audit verify");
-    assert!(
-        verify.status.success(),
-        "audit verify failed: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_audit_verifies(&audit_dir);
 
     // The agent is gone: so are its hooks.
     let after_tcp = psql(&tcp(cluster.port), "SELECT 4", None, None);

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dbward_e2e::agent::{Agent, dbward_bin};
+use dbward_e2e::agent::{Agent, assert_audit_verifies, audit_records, dbward_bin};
 use dbward_e2e::free_port;
 use dbward_e2e::pg::{Cluster, PG_BIN};
 use serde_json::Value;
@@ -177,28 +177,8 @@ fn policy_decides_through_the_shim_and_unmediated_sessions_are_judged_and_audite
         "dbward run exited with {status}: {}",
         agent.stderr()
     );
-    let out = Command::new(dbward_bin())
-        .args(["audit", "verify"])
-        .arg(&audit_dir)
-        .output()
-        .expect("dbward audit verify");
-    assert!(
-        out.status.success(),
-        "audit verify failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut records = String::new();
-    for entry in std::fs::read_dir(&audit_dir).expect("audit dir") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "jsonl") {
-            records.push_str(&std::fs::read_to_string(path).expect("read audit file"));
-        }
-    }
-    let records: Vec<Value> = records
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-        .collect();
+    assert_audit_verifies(&audit_dir);
+    let records = audit_records(&audit_dir);
     let denied = records
         .iter()
         .find(|r| {
