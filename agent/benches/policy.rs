@@ -17,30 +17,16 @@ const WARM_GOAL_PER_SEC: f64 = 200_000.0;
 const UNCACHED_P99_GOAL: Duration = Duration::from_micros(50);
 const MAX_LEN: usize = 4 * 1024;
 
+#[path = "../tests/common/corpus.rs"]
+mod corpus;
+
+/// The corpus statements of at most [`MAX_LEN`] bytes.
 fn corpus() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy/corpus");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .expect("corpus directory")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    paths.sort();
-    let mut statements = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).expect("corpus file");
-        let mut current: Option<String> = None;
-        for line in text.lines() {
-            if line.starts_with("-- expect:") {
-                statements.extend(current.replace(String::new()));
-            } else if let Some(statement) = current.as_mut() {
-                statement.push_str(line);
-                statement.push('\n');
-            }
-        }
-        statements.extend(current);
-    }
-    statements.retain(|s| s.len() <= MAX_LEN);
-    statements.iter().map(|s| s.trim().to_string()).collect()
+    corpus::entries()
+        .into_iter()
+        .map(|entry| entry.sql)
+        .filter(|sql| sql.len() <= MAX_LEN)
+        .collect()
 }
 
 /// pgbench tpcb-like traffic: the same shapes with different literals.

@@ -4,7 +4,8 @@
 //! Format: a line `-- expect: CLASS [where=BOOL] [tables=a,b] [functions=f,g]` followed by
 //! the statement text up to the next `-- expect:` line.
 
-use std::path::{Path, PathBuf};
+#[path = "common/corpus.rs"]
+mod corpus;
 
 use dbward_agent::policy::classify::fingerprint::CachedClassifier;
 use dbward_agent::policy::classify::postgres::PostgresClassifier;
@@ -18,10 +19,6 @@ struct Case {
     has_where: Option<bool>,
     tables: Vec<String>,
     functions: Vec<String>,
-}
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy/corpus")
 }
 
 fn parse_expect(
@@ -52,51 +49,28 @@ fn parse_expect(
 }
 
 fn load_corpus() -> Vec<Case> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("corpus directory")
-        .map(|e| e.expect("corpus entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    paths.sort();
-    let mut cases = Vec::new();
-    for path in paths {
-        let file = path
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .to_string();
-        let text = std::fs::read_to_string(&path).expect("corpus file");
-        let mut current: Option<Case> = None;
-        for (i, line) in text.lines().enumerate() {
-            if let Some(spec) = line.strip_prefix("-- expect:") {
-                cases.extend(current.take());
-                let (class, has_where, tables, functions) = parse_expect(spec, &file, i + 1);
-                current = Some(Case {
-                    file: file.clone(),
-                    line: i + 1,
-                    sql: String::new(),
-                    class,
-                    has_where,
-                    tables,
-                    functions,
-                });
-            } else if let Some(case) = current.as_mut() {
-                case.sql.push_str(line);
-                case.sql.push('\n');
+    corpus::entries()
+        .into_iter()
+        .map(|entry| {
+            assert!(
+                !entry.sql.is_empty(),
+                "{}:{}: empty statement",
+                entry.file,
+                entry.line
+            );
+            let (class, has_where, tables, functions) =
+                parse_expect(&entry.expect, &entry.file, entry.line);
+            Case {
+                file: entry.file,
+                line: entry.line,
+                sql: entry.sql,
+                class,
+                has_where,
+                tables,
+                functions,
             }
-        }
-        cases.extend(current);
-    }
-    for case in &mut cases {
-        case.sql = case.sql.trim().to_string();
-        assert!(
-            !case.sql.is_empty(),
-            "{}:{}: empty statement",
-            case.file,
-            case.line
-        );
-    }
-    cases
+        })
+        .collect()
 }
 
 fn mismatches(case: &Case, got: &Classification) -> Vec<String> {

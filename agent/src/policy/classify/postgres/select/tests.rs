@@ -2,8 +2,6 @@
 //! corpus and variants of every statement (case, comments, whitespace, each statement cut
 //! short, each token dropped or doubled, another statement appended, deep nesting).
 
-use std::path::Path;
-
 use proptest::arbitrary::Arbitrary as _;
 
 use sqlparser::dialect::PostgreSqlDialect;
@@ -36,23 +34,14 @@ fn agrees(sql: &str) -> bool {
     }
 }
 
+#[path = "../../../../../tests/common/corpus.rs"]
+mod corpus;
+
 fn corpus() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy/corpus");
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .expect("corpus directory")
-        .map(|e| e.expect("corpus entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    paths.sort();
-    let mut statements = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).expect("corpus file");
-        for part in text.split("-- expect:").skip(1) {
-            let sql = part.split_once('\n').map_or("", |(_, sql)| sql);
-            statements.push(sql.trim().to_string());
-        }
-    }
-    statements
+    corpus::entries()
+        .into_iter()
+        .map(|entry| entry.sql)
+        .collect()
 }
 
 /// The statement's tokens as text, whitespace and comments dropped.
