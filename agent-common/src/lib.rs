@@ -136,9 +136,10 @@ pub struct StatementEvent {
 /// Bytes of a [`StatementEvent`] before `text`.
 pub const STATEMENT_FIXED: usize = core::mem::size_of::<StatementEvent>() - MAX_STATEMENT;
 
-/// A backend flagged in `HOLD_SESSIONS` entered `pg_parse_query` with a statement whose
-/// first keyword is in `HOLD_KEYWORDS`: the kernel sent it SIGSTOP before the statement was
-/// parsed. The agent decides, then resumes, neutralises or terminates it.
+/// A backend flagged in `HOLD_SESSIONS` entered `pg_parse_query` with a statement that may
+/// not run without a decision (not plain, or its first keyword is not in `PASS_KEYWORDS`):
+/// the kernel sent it SIGSTOP before the statement was parsed. The agent decides, then
+/// resumes, neutralises or terminates it.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct HeldEvent {
@@ -163,7 +164,16 @@ pub struct HeldEvent {
 /// Bytes of a [`HeldEvent`] before `text`.
 pub const HELD_FIXED: usize = core::mem::size_of::<HeldEvent>() - MAX_STATEMENT;
 
-/// Length of the keys of the `HOLD_KEYWORDS` map: an upper-case SQL keyword, NUL-padded.
+/// `HOLD_SESSIONS` value bit: the shim's own upstream session, never stopped (the shim
+/// decides for it).
+pub const HOLD_EXEMPT: u32 = 1 << 31;
+/// `HOLD_SESSIONS` value bit: policy could stop nothing of this session's principal.
+pub const HOLD_PASS_ALL: u32 = 1 << 30;
+/// `HOLD_SESSIONS` value bits: the plain kinds (bits of `PASS_KEYWORDS` values) this session
+/// runs without a stop.
+pub const HOLD_PASS_MASK: u32 = 0xffff;
+
+/// Length of the keys of the `PASS_KEYWORDS` map: an upper-case SQL keyword, NUL-padded.
 pub const KEYWORD_LEN: usize = 16;
 
 /// `InitPostgres(dbname, dboid, username, …)` entered in a backend.

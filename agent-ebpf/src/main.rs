@@ -4,7 +4,8 @@
 //!   served), `pgstat_report_activity` (the statement text, once per `Query` / `Execute`),
 //!   `InitPostgres` (database and role; its return marks the session ready),
 //!   `pgstat_report_appname` (`application_name`), `pg_parse_query` (stops backends flagged
-//!   in `HOLD_SESSIONS` before a statement whose first keyword is in `HOLD_KEYWORDS` runs).
+//!   in `HOLD_SESSIONS` before each statement runs, except plain ones whose first keyword is
+//!   in `PASS_KEYWORDS`).
 //! - tracepoints: `accept`/`accept4` of watched postmasters (client address), fork and exit of
 //!   their children (backend lifecycle), `connect` of local clients to watched ports and
 //!   sockets (client identity), `exec` of binaries named like PostgreSQL (new clusters).
@@ -22,9 +23,10 @@ mod block;
 
 use agent_common::{
     AcceptEvent, COMM_LEN, ConnectEvent, DROP_SLOTS, EventHeader, EventKind, ExecEvent, ExitEvent,
-    ForkEvent, HELD_FIXED, HeldEvent, KEYWORD_LEN, LoginEvent, MAX_MEASURED_STATEMENT,
-    MAX_STATEMENT, NAME_LEN, NameEvent, RING_BYTES, RawSockAddr, STATEMENT_FIXED,
-    STMT_LEN_LOWER_BOUND, STMT_TRUNCATED, StatementEvent, UNIX_PATH_LEN,
+    ForkEvent, HELD_FIXED, HOLD_EXEMPT, HOLD_PASS_ALL, HOLD_PASS_MASK, HeldEvent, KEYWORD_LEN,
+    LoginEvent, MAX_MEASURED_STATEMENT, MAX_STATEMENT, NAME_LEN, NameEvent, RING_BYTES,
+    RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED, StatementEvent,
+    UNIX_PATH_LEN,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -45,9 +47,9 @@ const EINPROGRESS: i64 = 115;
 /// `STATE_RUNNING` of PostgreSQL's `BackendState` enum (UNDEFINED, IDLE, RUNNING, …).
 const STATE_RUNNING: u32 = 2;
 const SIGSTOP: u32 = 19;
-/// Leading bytes of a statement scanned for its first keyword (whitespace and comments
-/// longer than this make the statement pass unstopped: the agent still records it).
-const KEYWORD_SCAN: usize = 256;
+/// Longest statement a flagged backend may run without a stop (see [`plain_statement`]);
+/// longer ones always stop for the agent's decision.
+const PLAIN_SCAN: usize = 512;
 
 /// All events, in order.
 #[map]
@@ -73,19 +75,24 @@ static CONNECT_SCRATCH: PerCpuArray<ConnectEvent> = PerCpuArray::with_max_entrie
 #[map]
 static HELD_SCRATCH: PerCpuArray<HeldEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// Backends whose risky statements are stopped for a decision (set by the agent).
+/// Flagged backends: pid → `HOLD_EXEMPT` (the shim's own), `HOLD_PASS_ALL` (policy can stop
+/// nothing of its principal), or the `HOLD_PASS_MASK` bits of the plain kinds it runs
+/// without a stop; every other statement stops for a decision (set by the agent, and by the
+/// kernel with the default mask when a session becomes ready or changes its
+/// `application_name`).
 #[map]
-static HOLD_SESSIONS: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
+static HOLD_SESSIONS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
-/// Slot 0 non-zero: flag every backend of a watched cluster in `HOLD_SESSIONS` once its
-/// session is ready, before its first statement (set by the agent, which unflags its own
-/// shim sessions).
+/// Slot 0 non-zero: holds are on, flag every backend of a watched cluster once its session
+/// is ready, before its first statement. Slot 1: the pass mask for a session whose principal
+/// the agent has not judged yet (what no principal could be stopped for). Set by the agent.
 #[map]
-static HOLD_ALL: Array<u32> = Array::with_max_entries(1, 0);
+static HOLD_ALL: Array<u32> = Array::with_max_entries(2, 0);
 
-/// Upper-case first keywords that stop a flagged backend, NUL-padded (set by the agent).
+/// Upper-case first keywords of the plain kinds, NUL-padded → their bit in pass masks (set
+/// by the agent).
 #[map]
-static HOLD_KEYWORDS: HashMap<[u8; KEYWORD_LEN], u8> = HashMap::with_max_entries(64, 0);
+static PASS_KEYWORDS: HashMap<[u8; KEYWORD_LEN], u32> = HashMap::with_max_entries(64, 0);
 
 /// Postmaster tgids the agent watches (set by the agent).
 #[map]
@@ -274,19 +281,23 @@ fn measure(text: *const u8, already: usize, flags: &mut u8) -> usize {
 
 // ---------------------------------------------------------------- hold
 
-/// `pg_parse_query(const char *query_string)`: stop a flagged backend before a statement
-/// whose first keyword is risky is parsed, and tell the agent where the text lives.
+/// `pg_parse_query(const char *query_string)`: stop a flagged backend before a statement is
+/// parsed, unless it is plain and policy lets its kind run (see [`plain_statement`]), and
+/// tell the agent where the text lives.
 #[uprobe]
 pub fn parse_query(ctx: ProbeContext) -> u32 {
     // SAFETY: map lookup of a plain value. Unflagged backends pay only this lookup.
-    if unsafe { HOLD_SESSIONS.get(&current_tgid()) }.is_none() {
+    let Some(flags) = (unsafe { HOLD_SESSIONS.get(&current_tgid()) }).copied() else {
+        return 0;
+    };
+    if flags & (HOLD_EXEMPT | HOLD_PASS_ALL) != 0 {
         return 0;
     }
-    let _ = try_parse_query(&ctx);
+    let _ = try_parse_query(&ctx, flags & HOLD_PASS_MASK);
     0
 }
 
-fn try_parse_query(ctx: &ProbeContext) -> Result<(), i64> {
+fn try_parse_query(ctx: &ProbeContext, pass: u32) -> Result<(), i64> {
     let text: *const u8 = ctx.arg(0).ok_or(1)?;
     if text.is_null() {
         return Ok(());
@@ -298,9 +309,7 @@ fn try_parse_query(ctx: &ProbeContext) -> Result<(), i64> {
     let copied = unsafe { bpf_probe_read_user_str_bytes(text, &mut event.text) }
         .map(|s| s.len())
         .unwrap_or(0);
-    let scan = first_keyword(&event.text, copied).ok_or(0)?;
-    // SAFETY: map lookup of a plain value.
-    if unsafe { HOLD_KEYWORDS.get(&scan.keyword) }.is_none() {
+    if plain_statement(&event.text, copied, pass) {
         return Ok(());
     }
     // SAFETY: signals the current task; delivered before it returns to user space.
@@ -329,95 +338,168 @@ fn try_parse_query(ctx: &ProbeContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// Keyword scanner states (see [`first_keyword`]).
-const SCAN_SPACE: u32 = 0;
-const SCAN_LINE: u32 = 1;
-const SCAN_BLOCK: u32 = 2;
-const SCAN_WORD: u32 = 3;
-const SCAN_DASH: u32 = 4;
-const SCAN_SLASH: u32 = 5;
-const SCAN_STAR: u32 = 6;
-const SCAN_DONE: u32 = 7;
-const SCAN_NONE: u32 = 8;
+/// Plain-statement scanner states (see [`plain_statement`]).
+const PLAIN_LEAD: u32 = 0;
+const PLAIN_FIRST: u32 = 1;
+const PLAIN_BODY: u32 = 2;
+const PLAIN_WORD: u32 = 3;
+const PLAIN_DASH: u32 = 4;
+const PLAIN_SLASH: u32 = 5;
+const PLAIN_SEMI: u32 = 6;
+const PLAIN_END: u32 = 7;
+const PLAIN_STOP: u32 = 8;
 
-/// Keyword scanner state, kept in a map so the verifier sees one state per position
-/// instead of one per path through the scanner (which exceeds its complexity limit).
+/// `INTO` and `FOR` packed as [`PlainScan::word`] accumulates them: words that turn a
+/// SELECT into DDL (`SELECT … INTO t`) or a row lock (`FOR UPDATE`).
+const WORD_INTO: u32 = u32::from_be_bytes(*b"INTO");
+const WORD_FOR: u32 = u32::from_be_bytes(*b"\0FOR");
+
+/// Plain-statement scanner state, kept in a map so the verifier sees one state per
+/// position instead of one per path through the scanner (which exceeds its complexity
+/// limit).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct KeywordScan {
+struct PlainScan {
     state: u32,
+    /// Length of the first keyword so far.
     len: u32,
+    /// The current word's first four letters, upper-cased, packed big-endian.
+    word: u32,
+    /// The current word's length.
+    word_len: u32,
+    /// The first keyword, upper-cased and NUL-padded.
     keyword: [u8; KEYWORD_LEN],
 }
 
-/// Per-CPU keyword scanner state.
+/// Per-CPU plain-statement scanner state.
 #[map]
-static SCAN_SCRATCH: PerCpuArray<KeywordScan> = PerCpuArray::with_max_entries(1, 0);
+static SCAN_SCRATCH: PerCpuArray<PlainScan> = PerCpuArray::with_max_entries(1, 0);
 
-/// Finds the statement's first keyword, upper-cased and NUL-padded, after whitespace, `--`
-/// line comments and `/* */` block comments; `None` when there is none within
-/// [`KEYWORD_SCAN`] bytes.
+/// Whether the statement is *plain* and its first keyword's bit in `PASS_KEYWORDS` is in
+/// `pass`, so a flagged backend may run it without a stop. Plain means that PostgreSQL's lexer cannot
+/// read it as anything but a list of keywords, names, numbers and operators: the whole
+/// text is within [`PLAIN_SCAN`] bytes, starts with a keyword, and has no comment, quote,
+/// dollar sign, backslash, parenthesis (no function call), byte outside printable ASCII,
+/// second statement (only whitespace after a `;`), or the word `INTO` or `FOR`. Anything
+/// else stops, and the agent's classifier decides on the full text.
 #[inline(always)]
-fn first_keyword(text: &[u8; MAX_STATEMENT], len: usize) -> Option<&'static KeywordScan> {
-    let scan = SCAN_SCRATCH.get_ptr_mut(0)?;
+fn plain_statement(text: &[u8; MAX_STATEMENT], len: usize, pass: u32) -> bool {
+    if len >= PLAIN_SCAN {
+        return false;
+    }
+    let Some(scan) = SCAN_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
     // SAFETY: the per-CPU slot is ours for the duration of this program. Volatile accesses
-    // keep the state in the map (see `KeywordScan`).
-    unsafe {
-        core::ptr::write_volatile(&raw mut (*scan).state, SCAN_SPACE);
+    // keep the state in the map (see `PlainScan`).
+    let plain = unsafe {
+        core::ptr::write_volatile(&raw mut (*scan).state, PLAIN_LEAD);
         core::ptr::write_volatile(&raw mut (*scan).len, 0);
+        core::ptr::write_volatile(&raw mut (*scan).word, 0);
+        core::ptr::write_volatile(&raw mut (*scan).word_len, 0);
         (*scan).keyword = [0; KEYWORD_LEN];
-        for i in 0..KEYWORD_SCAN {
+        for i in 0..PLAIN_SCAN {
             let c = if i < len { text[i] } else { 0 };
             let state = core::ptr::read_volatile(&raw const (*scan).state);
-            let next = scan_step(state, c, &mut *scan);
+            let next = plain_step(state, c, &mut *scan);
             core::ptr::write_volatile(&raw mut (*scan).state, next);
-            if next == SCAN_DONE || next == SCAN_NONE {
+            if next == PLAIN_END || next == PLAIN_STOP {
                 break;
             }
         }
-        (core::ptr::read_volatile(&raw const (*scan).state) == SCAN_DONE).then_some(&*scan)
-    }
+        core::ptr::read_volatile(&raw const (*scan).state) == PLAIN_END
+    };
+    // SAFETY: map lookup of a plain value; `scan` is the per-CPU slot filled above.
+    plain && unsafe { PASS_KEYWORDS.get(&(*scan).keyword) }.is_some_and(|bit| pass & *bit != 0)
 }
 
-/// One byte of the keyword scanner: the next state.
+/// One byte of the plain-statement scanner: the next state.
 #[inline(always)]
-fn scan_step(state: u32, c: u8, scan: &mut KeywordScan) -> u32 {
-    let letter = c.is_ascii_alphabetic();
+fn plain_step(state: u32, c: u8, scan: &mut PlainScan) -> u32 {
+    let word_char = c.is_ascii_alphanumeric() || c == b'_';
     match state {
-        SCAN_SPACE => match c {
-            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => SCAN_SPACE,
-            b'-' => SCAN_DASH,
-            b'/' => SCAN_SLASH,
-            _ if letter => {
+        PLAIN_LEAD => match c {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => PLAIN_LEAD,
+            _ if c.is_ascii_alphabetic() => {
                 scan.keyword[0] = c.to_ascii_uppercase();
                 // SAFETY: plain store into the per-CPU slot.
                 unsafe { core::ptr::write_volatile(&raw mut scan.len, 1) };
-                SCAN_WORD
+                PLAIN_FIRST
             }
-            _ => SCAN_NONE,
+            _ => PLAIN_STOP,
         },
-        SCAN_DASH if c == b'-' => SCAN_LINE,
-        SCAN_SLASH if c == b'*' => SCAN_BLOCK,
-        SCAN_LINE if c == b'\n' => SCAN_SPACE,
-        SCAN_LINE if c != 0 => SCAN_LINE,
-        SCAN_BLOCK if c == b'*' => SCAN_STAR,
-        SCAN_BLOCK if c != 0 => SCAN_BLOCK,
-        SCAN_STAR if c == b'/' => SCAN_SPACE,
-        SCAN_STAR if c == b'*' => SCAN_STAR,
-        SCAN_STAR if c != 0 => SCAN_BLOCK,
-        SCAN_WORD if letter || c == b'_' => {
+        PLAIN_FIRST if c.is_ascii_alphabetic() || c == b'_' => {
             // SAFETY: plain load/store in the per-CPU slot.
             let n = unsafe { core::ptr::read_volatile(&raw const scan.len) } as usize;
             if n >= KEYWORD_LEN - 1 {
-                return SCAN_NONE;
+                return PLAIN_STOP;
             }
             scan.keyword[n & (KEYWORD_LEN - 1)] = c.to_ascii_uppercase();
             // SAFETY: as above.
             unsafe { core::ptr::write_volatile(&raw mut scan.len, n as u32 + 1) };
-            SCAN_WORD
+            PLAIN_FIRST
         }
-        SCAN_WORD => SCAN_DONE,
-        _ => SCAN_NONE,
+        PLAIN_FIRST if c.is_ascii_digit() => PLAIN_STOP,
+        PLAIN_WORD if word_char => {
+            // SAFETY: plain load/store in the per-CPU slot.
+            unsafe {
+                let n = core::ptr::read_volatile(&raw const scan.word_len);
+                if n < 4 {
+                    let w = core::ptr::read_volatile(&raw const scan.word);
+                    core::ptr::write_volatile(
+                        &raw mut scan.word,
+                        (w << 8) | u32::from(c.to_ascii_uppercase()),
+                    );
+                }
+                core::ptr::write_volatile(&raw mut scan.word_len, n.saturating_add(1));
+            }
+            PLAIN_WORD
+        }
+        PLAIN_WORD => {
+            // SAFETY: plain loads from the per-CPU slot.
+            let (w, n) = unsafe {
+                (
+                    core::ptr::read_volatile(&raw const scan.word),
+                    core::ptr::read_volatile(&raw const scan.word_len),
+                )
+            };
+            if (n == 4 && w == WORD_INTO) || (n == 3 && w == WORD_FOR) {
+                return PLAIN_STOP;
+            }
+            plain_body(c, scan)
+        }
+        PLAIN_DASH if c == b'-' => PLAIN_STOP,
+        PLAIN_SLASH if c == b'*' => PLAIN_STOP,
+        PLAIN_SEMI => match c {
+            0 => PLAIN_END,
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | b';' => PLAIN_SEMI,
+            _ => PLAIN_STOP,
+        },
+        PLAIN_FIRST | PLAIN_BODY | PLAIN_DASH | PLAIN_SLASH => plain_body(c, scan),
+        _ => PLAIN_STOP,
+    }
+}
+
+/// A byte between tokens of a plain statement.
+#[inline(always)]
+fn plain_body(c: u8, scan: &mut PlainScan) -> u32 {
+    match c {
+        0 => PLAIN_END,
+        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => PLAIN_BODY,
+        b';' => PLAIN_SEMI,
+        b'-' => PLAIN_DASH,
+        b'/' => PLAIN_SLASH,
+        b'\'' | b'"' | b'$' | b'\\' | b'(' | b')' => PLAIN_STOP,
+        _ if !(0x20..0x7f).contains(&c) => PLAIN_STOP,
+        _ if c.is_ascii_alphabetic() || c == b'_' => {
+            // SAFETY: plain stores into the per-CPU slot.
+            unsafe {
+                core::ptr::write_volatile(&raw mut scan.word, u32::from(c.to_ascii_uppercase()));
+                core::ptr::write_volatile(&raw mut scan.word_len, 1);
+            }
+            PLAIN_WORD
+        }
+        _ => PLAIN_BODY,
     }
 }
 
@@ -459,11 +541,25 @@ pub fn init_postgres_ret(_ctx: RetProbeContext) -> u32 {
     if !in_watched_backend() {
         return 0;
     }
-    if HOLD_ALL.get(0).is_some_and(|on| *on != 0) {
-        let _ = HOLD_SESSIONS.insert(&current_tgid(), &1, BPF_ANY as u64);
-    }
+    flag_with_default_mask();
     emit(EventKind::Ready, &header(EventKind::Ready));
     0
+}
+
+/// While holds are on, flags the current backend with the default pass mask, unless it is
+/// the shim's own session.
+#[inline(always)]
+fn flag_with_default_mask() {
+    if !HOLD_ALL.get(0).is_some_and(|on| *on != 0) {
+        return;
+    }
+    let pid = current_tgid();
+    // SAFETY: map lookup of a plain value.
+    if unsafe { HOLD_SESSIONS.get(&pid) }.is_some_and(|flags| flags & HOLD_EXEMPT != 0) {
+        return;
+    }
+    let default = HOLD_ALL.get(1).copied().unwrap_or(0) & HOLD_PASS_MASK;
+    let _ = HOLD_SESSIONS.insert(&pid, &default, BPF_ANY as u64);
 }
 
 /// `pgstat_report_appname(const char *appname)`.
@@ -478,6 +574,9 @@ pub fn report_appname(ctx: ProbeContext) -> u32 {
     if name.is_null() {
         return 0;
     }
+    // The principal may change with the name: back to the default mask until the agent
+    // has judged the session again.
+    flag_with_default_mask();
     let mut event = NameEvent {
         header: header(EventKind::AppName),
         name: [0; NAME_LEN],

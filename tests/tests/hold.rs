@@ -19,6 +19,10 @@ identities:
     kind: ai_agent
     match:
       application_name: hold-bot
+  - name: dba
+    kind: human
+    match:
+      application_name: dba-console
 rules:
   - name: bot-ddl-needs-approval
     match:
@@ -462,5 +466,171 @@ fn dbward_held_resume_ends_a_backend_a_killed_agent_left_stopped() {
         std::fs::read_to_string(&state).expect("state file").trim(),
         "[]",
         "the state file still lists ended backends"
+    );
+}
+
+/// Statements whose first keyword looks harmless but that PostgreSQL runs as DDL: the
+/// kernel must stop each (it lets only *plain* statements pass), and denying it keeps the
+/// table as it was.
+#[test]
+fn statements_that_hide_ddl_behind_a_harmless_start_are_stopped() {
+    let cluster = Cluster::start();
+    cluster.admin(
+        "CREATE TABLE held_multi(x int); CREATE TABLE held_nested(x int); \
+         CREATE TABLE held_long(x int); CREATE TABLE held_src(x int)",
+    );
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let long_comment = format!("/* {} */ DROP TABLE held_long", "x".repeat(600));
+    let attempts: [(&str, &str, bool); 4] = [
+        // A second statement after a SELECT in one Query message.
+        ("SELECT 1; DROP TABLE held_multi", "held_multi", true),
+        // PostgreSQL nests block comments: this comment ends at the second `*/`.
+        (
+            "/* a /* b */ SELECT 1 */ DROP TABLE held_nested",
+            "held_nested",
+            true,
+        ),
+        // A leading comment longer than anything the kernel reads ahead.
+        (&long_comment, "held_long", true),
+        // SELECT … INTO creates a table.
+        (
+            "SELECT x INTO held_into_new FROM held_src",
+            "held_into_new",
+            false,
+        ),
+    ];
+    for (sql, table, existed) in attempts {
+        let client = spawn_psql(&cluster, sql);
+        let hold = hold_event(&agent, table);
+        stopped_backend(&hold);
+        let id = hold["request_id"].as_str().expect("request_id");
+        approvals(&agent, "deny", id, &["--reason", "hidden DDL"]);
+        let (ok, out) = finish(client, WAIT);
+        assert!(!ok, "denied {sql:?} succeeded: {out}");
+        assert_eq!(
+            table_exists(&cluster, table),
+            existed,
+            "{sql:?} changed {table}"
+        );
+    }
+}
+
+/// A psql session that reads its statements from stdin, one at a time.
+struct Session {
+    child: Child,
+    stdin: std::process::ChildStdin,
+}
+
+impl Session {
+    fn open(cluster: &Cluster, application_name: &str) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        let user = nix::unistd::User::from_name("postgres")
+            .expect("look up the postgres user")
+            .expect("the postgres OS user exists");
+        let mut child = Command::new(format!("{PG_BIN}/psql"))
+            .uid(user.uid.as_raw())
+            .gid(user.gid.as_raw())
+            .current_dir("/")
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres application_name={application_name}",
+                cluster.port
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn psql");
+        let stdin = child.stdin.take().expect("psql stdin");
+        Session { child, stdin }
+    }
+
+    fn send(&mut self, sql: &str) {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{sql};").expect("write to psql");
+        self.stdin.flush().expect("flush psql stdin");
+    }
+}
+
+/// Holds follow policy reloads: a session opened while the policy stopped nothing is
+/// stopped once a reloaded policy holds DDL, without reconnecting.
+#[test]
+fn a_reloaded_policy_that_holds_ddl_applies_to_open_sessions() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_reload(x int)");
+    let policy = tempfile::tempdir().expect("policy dir");
+    let file = policy.path().join("10-hold.yaml");
+    std::fs::write(&file, "rules: []\n").expect("write policy");
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let mut session = Session::open(&cluster, "hold-bot");
+    session.send("SELECT 'reload_marker_before'");
+    agent.wait_events("the session's first statement", WAIT, |events| {
+        events.iter().any(|e| {
+            e["type"] == "statement"
+                && e["sql"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("reload_marker_before"))
+        })
+    });
+
+    std::fs::write(&file, POLICY).expect("write the holding policy");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP the agent");
+    agent.wait_events("the policy reload", WAIT, |events| {
+        events
+            .iter()
+            .any(|e| e["type"] == "policy_reload" && e["outcome"] == "loaded")
+    });
+
+    session.send("DROP TABLE held_reload");
+    let hold = hold_event(&agent, "held_reload");
+    stopped_backend(&hold);
+    let id = hold["request_id"].as_str().expect("request_id");
+    approvals(&agent, "deny", id, &["--reason", "after the reload"]);
+    drop(session.stdin);
+    let out = session.child.wait_with_output().expect("psql output");
+    assert!(!out.status.success(), "denied DROP succeeded");
+    assert!(table_exists(&cluster, "held_reload"), "denied DROP ran");
+}
+
+/// A session is judged by its principal: a human's DROP runs without a stop (no rule holds
+/// humans), and once the same session calls itself `hold-bot` its next DROP is held (the
+/// kernel falls back to the default mask the moment the name changes).
+#[test]
+fn a_session_that_changes_its_application_name_is_judged_again() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_human(x int); CREATE TABLE held_renamed(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+
+    let mut session = Session::open(&cluster, "dba-console");
+    session.send("DROP TABLE held_human");
+    wait_for(WAIT, || {
+        (!table_exists(&cluster, "held_human")).then_some(())
+    })
+    .expect("a human's DROP did not run");
+    session.send("SET application_name = 'hold-bot'");
+    session.send("DROP TABLE held_renamed");
+    let hold = hold_event(&agent, "held_renamed");
+    stopped_backend(&hold);
+    assert_eq!(hold["principal"], "hold-bot", "{hold}");
+    let id = hold["request_id"].as_str().expect("request_id");
+    approvals(&agent, "deny", id, &["--reason", "renamed"]);
+    drop(session.stdin);
+    let out = session.child.wait_with_output().expect("psql output");
+    assert!(!out.status.success(), "denied DROP succeeded");
+    assert!(table_exists(&cluster, "held_renamed"), "denied DROP ran");
+    assert!(
+        !agent.events().iter().any(|e| is_hold(e, "held_human")),
+        "a human's DROP was held"
     );
 }

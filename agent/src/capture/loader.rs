@@ -348,7 +348,7 @@ impl Loader {
                 .ok_or_else(|| LoadError::MissingItem(format!("map {name}")))
         };
         let sessions = take("HOLD_SESSIONS")?;
-        let keywords = take("HOLD_KEYWORDS")?;
+        let keywords = take("PASS_KEYWORDS")?;
         let all = take("HOLD_ALL")?;
         Ok(HoldFlags {
             all: Array::try_from(all).map_err(|source| LoadError::Map {
@@ -360,7 +360,7 @@ impl Loader {
                 source,
             })?,
             keywords: HashMap::try_from(keywords).map_err(|source| LoadError::Map {
-                name: "HOLD_KEYWORDS",
+                name: "PASS_KEYWORDS",
                 source,
             })?,
         })
@@ -401,62 +401,71 @@ impl Loader {
     }
 }
 
-/// The kernel's hold switches: which backends are flagged and which first keywords stop
-/// a flagged backend before its statement is parsed.
+/// The kernel's hold switches: whether holds are on, which backends are flagged and which
+/// plain statement kinds each runs without a stop.
 pub struct HoldFlags {
     all: Array<MapData, u32>,
-    sessions: HashMap<MapData, u32, u8>,
-    keywords: HashMap<MapData, [u8; KEYWORD_LEN], u8>,
+    sessions: HashMap<MapData, u32, u32>,
+    keywords: HashMap<MapData, [u8; KEYWORD_LEN], u32>,
 }
 
 impl HoldFlags {
-    /// Sets the first keywords that stop flagged backends (upper-cased; longer than the
-    /// kernel's key are skipped with a warning).
-    pub fn set_keywords<'a>(
-        &mut self,
-        keywords: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), LoadError> {
-        for word in keywords {
+    /// Names the plain kinds: the statements starting with `keywords[i]` are kind `i`, bit
+    /// `1 << i` of pass masks (upper-cased; at most 16; ones longer than the kernel's key
+    /// are skipped with a warning, so they always stop).
+    pub fn set_kinds(&mut self, keywords: &[&str]) -> Result<(), LoadError> {
+        let mut want = std::collections::HashMap::new();
+        for (i, word) in keywords.iter().enumerate().take(16) {
             let bytes = word.as_bytes();
             if bytes.is_empty() || bytes.len() >= KEYWORD_LEN {
                 warn!(
                     keyword = word,
-                    "hold keyword too long for the kernel pre-screen"
+                    "keyword too long for the kernel pre-screen: its statements stop"
                 );
                 continue;
             }
             let mut key = [0u8; KEYWORD_LEN];
             key[..bytes.len()].copy_from_slice(&bytes.to_ascii_uppercase());
+            want.insert(key, 1u32 << i);
+        }
+        let have: Vec<[u8; KEYWORD_LEN]> = self.keywords.keys().filter_map(Result::ok).collect();
+        for key in have.iter().filter(|k| !want.contains_key(*k)) {
+            let _ = self.keywords.remove(key);
+        }
+        for (key, bit) in want {
             self.keywords
-                .insert(key, 1, 0)
+                .insert(key, bit, 0)
                 .map_err(|source| LoadError::Map {
-                    name: "HOLD_KEYWORDS",
+                    name: "PASS_KEYWORDS",
                     source,
                 })?;
         }
         Ok(())
     }
 
-    /// Whether the kernel flags every new session of a watched cluster as soon as it is
-    /// ready (no race with its first statement).
-    pub fn flag_new_sessions(&mut self, on: bool) -> Result<(), LoadError> {
-        self.all
-            .set(0, u32::from(on), 0)
-            .map_err(|source| LoadError::Map {
-                name: "HOLD_ALL",
-                source,
-            })
+    /// Turns holds on or off: while on, the kernel flags every new session of a watched
+    /// cluster as soon as it is ready (no race with its first statement), and again when it
+    /// changes its `application_name`, with `default_mask` until [`HoldFlags::set`] judges it.
+    pub fn switch(&mut self, on: bool, default_mask: u32) -> Result<(), LoadError> {
+        let map = |source| LoadError::Map {
+            name: "HOLD_ALL",
+            source,
+        };
+        // The mask first: a session flagged as soon as holds are on gets the new one.
+        self.all.set(1, default_mask, 0).map_err(map)?;
+        self.all.set(0, u32::from(on), 0).map_err(map)
     }
 
-    /// Clears a backend's flag (the shim's own sessions: the shim decides for them).
+    /// Clears a backend's flag.
     pub fn unflag(&mut self, pid: u32) {
         let _ = self.sessions.remove(&pid);
     }
 
-    /// Flags a backend: its risky statements are stopped for a decision.
-    pub fn flag(&mut self, pid: u32) -> Result<(), LoadError> {
+    /// Sets a backend's `HOLD_SESSIONS` value (`HOLD_EXEMPT`, `HOLD_PASS_ALL` or a pass
+    /// mask).
+    pub fn set(&mut self, pid: u32, flags: u32) -> Result<(), LoadError> {
         self.sessions
-            .insert(pid, 1, 0)
+            .insert(pid, flags, 0)
             .map_err(|source| LoadError::Map {
                 name: "HOLD_SESSIONS",
                 source,

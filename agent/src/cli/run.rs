@@ -55,9 +55,10 @@ pub struct RunArgs {
     /// Also print every event as a JSON line on stdout.
     #[arg(long)]
     pub stdout: bool,
-    /// Stop risky statements of sessions that bypass the shim in the kernel (SIGSTOP before
-    /// parsing) when a policy rule says `unmediated: hold|terminate|block`; without it they
-    /// are only recorded.
+    /// Stop statements of sessions that bypass the shim in the kernel (SIGSTOP before
+    /// parsing) for a decision when the policy can hold or end them (`unmediated:
+    /// hold|terminate|block`); plain statements of kinds no rule could stop run without a
+    /// stop. Without it such statements are only recorded.
     #[arg(long)]
     pub hold_unmediated: bool,
     /// State file of backends stopped for a decision (resumed, fail closed, at start).
@@ -172,16 +173,16 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let block_guard = crate::block::start(&mut capture, &config.block).context(
         "[block] is enabled but direct connections cannot be refused; not starting unprotected",
     )?;
-    let mut hold_flags = capture
-        .take_hold_flags()
-        .context("cannot open the kernel hold maps")?;
-    hold_flags
-        .set_keywords(crate::enforce::hold::KEYWORDS.iter().copied())
-        .context("cannot configure the kernel hold keywords")?;
-    let hold_unmediated = args.hold_unmediated && policy.current().stops_unmediated();
-    hold_flags
-        .flag_new_sessions(hold_unmediated)
-        .context("cannot configure the kernel hold switch")?;
+    let mut holds = crate::enforce::switch::HoldSwitch::new(
+        capture
+            .take_hold_flags()
+            .context("cannot open the kernel hold maps")?,
+        args.hold_unmediated,
+    )
+    .context("cannot configure the kernel holds")?;
+    holds
+        .apply(&policy.current())
+        .context("cannot configure the kernel holds")?;
     let listener = crate::control::bind(&socket)
         .with_context(|| format!("cannot listen on the control socket {}", socket.display()))?;
 
@@ -389,6 +390,13 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     CaptureMessage::Kernel(k) => correlator.handle(k).map(|mut e| {
                         if e.kind == Some(EventType::Statement) {
                             pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid);
+                            if holds.is_on()
+                                && let Some(pid) = e.backend_pid
+                                && holds.app_changed(pid, e.application_name.as_deref())
+                            {
+                                // The kernel fell back to the default mask at the change.
+                                holds.session_seen(pid, Some(pipeline::facts_of(&e)), &policy.current());
+                            }
                         } else {
                             e.source = Some("kernel".into());
                         }
@@ -419,17 +427,14 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 if let Some(event) = event {
-                    if hold_unmediated
-                        && event.kind == Some(EventType::SessionStart)
-                        && let Some(pid) = event.backend_pid
-                    {
-                        // New sessions are flagged by the kernel; sessions open before the
-                        // agent started are flagged here; the shim's own are unflagged.
-                        if event.client.as_ref().and_then(|c| c.pid) == Some(agent_pid) {
-                            hold_flags.unflag(pid);
-                        } else if let Err(e) = hold_flags.flag(pid) {
-                            warn!(pid, error = %e, "cannot flag backend for holds");
+                    match (event.kind, event.backend_pid) {
+                        (Some(EventType::SessionStart), Some(pid)) => {
+                            let from_shim = event.client.as_ref().and_then(|c| c.pid) == Some(agent_pid);
+                            let facts = (!from_shim).then(|| pipeline::facts_of(&event));
+                            holds.session_seen(pid, facts, &policy.current());
                         }
+                        (Some(EventType::SessionEnd), Some(pid)) => holds.session_ended(pid),
+                        _ => {}
                     }
                     publisher.publish(event);
                 }
@@ -444,7 +449,14 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             },
-            Some(event) = reload_rx.recv() => publisher.publish(event),
+            Some(event) = reload_rx.recv() => {
+                if event.outcome.as_deref() == Some("loaded")
+                    && let Err(e) = holds.apply(&policy.current())
+                {
+                    error!(error = %e, "cannot apply the reloaded policy to the kernel holds");
+                }
+                publisher.publish(event);
+            }
             _ = refresh.tick() => {
                 if let Ok(mut s) = status.lock() {
                     s.live_sessions = correlator.session_count();

@@ -16,15 +16,50 @@ use super::peer;
 use super::state::{HeldRecord, StateError, StateFile};
 use crate::approval::{ApprovalChannel, ApprovalRequest, Decision as Vote, Requester};
 use crate::event::{Event, EventType, format_ts};
-use crate::policy::{Decision, Outcome, Unmediated};
+use crate::policy::classify::NoPrepared;
+use crate::policy::{Class, Decision, Facts, Outcome, PolicySet, Unmediated};
 
-/// First keywords the kernel stops flagged backends on (its cheap pre-screen; policy then
-/// decides on the full statement).
-pub const KEYWORDS: &[&str] = &[
-    "DROP", "ALTER", "CREATE", "GRANT", "REVOKE", "COPY", "DELETE", "UPDATE", "TRUNCATE", "DO",
-    "CALL", "SET", "INSERT", "MERGE", "VACUUM", "REINDEX", "CLUSTER", "COMMENT", "SECURITY",
-    "REASSIGN", "IMPORT", "LOAD", "REFRESH",
+/// First keywords whose *plain* statements (see the kernel's `plain_statement`: no
+/// comment, quote, parenthesis, second statement, `INTO` or `FOR`) a flagged backend may run
+/// without a stop, each with a statement that shows what such statements are to policy.
+/// Every other statement of a flagged backend stops for the agent's decision.
+pub const PLAIN_KINDS: &[(&str, &str)] = &[
+    ("SELECT", "SELECT a FROM t WHERE b = 1"),
+    ("SHOW", "SHOW work_mem"),
+    ("BEGIN", "BEGIN"),
+    ("START", "START TRANSACTION"),
+    ("COMMIT", "COMMIT"),
+    ("END", "END"),
+    ("ROLLBACK", "ROLLBACK"),
+    ("ABORT", "ABORT"),
+    ("SAVEPOINT", "SAVEPOINT a"),
+    ("RELEASE", "RELEASE SAVEPOINT a"),
 ];
+
+/// The pass mask (bit `i` = `PLAIN_KINDS[i]`) of the plain kinds `policy` could never hold
+/// or end in the session described by `facts` that bypasses the shim, or in any such session
+/// (`None`).
+pub fn pass_mask(policy: &PolicySet, facts: Option<&Facts>) -> u32 {
+    PLAIN_KINDS
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, sample))| {
+            let classification = policy.classifier().classify(sample, &NoPrepared);
+            !classification.classes.contains(Class::Unknown)
+                && !policy.may_stop_plain_unmediated(facts, &classification)
+        })
+        .fold(0, |mask, (i, _)| mask | 1 << i)
+}
+
+/// The kernel's `HOLD_SESSIONS` value for a session that bypasses the shim: `HOLD_PASS_ALL`
+/// when policy could stop nothing of it, else its pass mask.
+pub fn session_flags(policy: &PolicySet, facts: &Facts) -> u32 {
+    if policy.stops_unmediated_for(facts) {
+        pass_mask(policy, Some(facts))
+    } else {
+        agent_common::HOLD_PASS_ALL
+    }
+}
 
 /// How often a held backend's client is checked for a disconnect.
 const PEER_POLL: Duration = Duration::from_millis(500);
@@ -419,7 +454,6 @@ fn end_backend(record: &HeldRecord) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Facts, PolicySet};
 
     const POLICY: &str = r#"
 identities:
@@ -489,10 +523,95 @@ rules:
     }
 
     #[test]
-    fn keywords_fit_the_kernel_key() {
-        for word in KEYWORDS {
+    fn plain_kinds_fit_the_kernel_key_and_start_their_sample() {
+        for (word, sample) in PLAIN_KINDS {
             assert!(word.len() < agent_common::KEYWORD_LEN, "{word}");
             assert_eq!(*word, word.to_ascii_uppercase());
+            assert!(sample.starts_with(word), "{sample}");
         }
+    }
+
+    fn policy(yaml: &str) -> PolicySet {
+        PolicySet::from_sources(&[("p.yaml".into(), yaml.into())]).unwrap()
+    }
+
+    #[test]
+    fn plain_kinds_pass_only_when_no_rule_could_stop_them() {
+        let names = |mask: u32| -> Vec<&str> {
+            PLAIN_KINDS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, (k, _))| *k)
+                .collect()
+        };
+        let all: Vec<&str> = PLAIN_KINDS.iter().map(|(k, _)| *k).collect();
+        // Deletes, writes and privilege changes stop; reads, session and transaction
+        // commands pass.
+        assert_eq!(names(pass_mask(&policy(POLICY), None)), all);
+        // A rule on a table (no class) could match any read of it: SELECTs stop.
+        let tables = policy(
+            "rules:\n  - name: payroll\n    match:\n      table: [payroll]\n    outcome:\n      require_approval:\n        approvers: [dba]\n",
+        );
+        assert!(!names(pass_mask(&tables, None)).contains(&"SELECT"));
+        // A rule on reads by a command name stops SELECTs but not SHOW.
+        let selects = policy(
+            "rules:\n  - name: reads\n    match:\n      command: [SELECT]\n    outcome:\n      deny:\n        message: no\n",
+        );
+        let pass = names(pass_mask(&selects, None));
+        assert!(!pass.contains(&"SELECT"));
+        assert!(pass.contains(&"SHOW"));
+        // A function rule cannot match a statement without parentheses, unless it names a
+        // function SQL calls without them.
+        let functions = policy(
+            "rules:\n  - name: files\n    match:\n      function: [pg_read_file]\n    outcome:\n      deny:\n        message: no\n",
+        );
+        assert_eq!(names(pass_mask(&functions, None)), all);
+        let who = policy(
+            "rules:\n  - name: who\n    match:\n      function: [current_*]\n    outcome:\n      deny:\n        message: no\n",
+        );
+        assert!(!names(pass_mask(&who, None)).contains(&"SELECT"));
+        // `unmediated: audit` on a read rule keeps reads passing.
+        let audited = policy(
+            "rules:\n  - name: reads\n    match:\n      class: read\n    outcome:\n      deny:\n        message: no\n    unmediated: audit\n",
+        );
+        assert!(names(pass_mask(&audited, None)).contains(&"SELECT"));
+        // Unmatched statements held: nothing passes.
+        let unmatched = policy(
+            "defaults:\n  unmatched:\n    require_approval:\n      approvers: [dba]\nrules: []\n",
+        );
+        assert!(unmatched.stops_unmediated());
+        assert_eq!(pass_mask(&unmatched, None), 0);
+    }
+
+    #[test]
+    fn sessions_are_judged_by_their_principal() {
+        // Reads of payroll stop for AI agents only.
+        let policy = policy(
+            "identities:\n  - name: bot\n    kind: ai_agent\n    match:\n      application_name: bot\n  - name: dba\n    kind: human\n    match:\n      application_name: psql\nrules:\n  - name: payroll\n    match:\n      kind: ai_agent\n      table: [payroll]\n    outcome:\n      deny:\n        message: no\n",
+        );
+        let select = 1
+            << PLAIN_KINDS
+                .iter()
+                .position(|(k, _)| *k == "SELECT")
+                .unwrap();
+        let bot = Facts {
+            application_name: Some("bot".into()),
+            unmediated: true,
+            ..Facts::default()
+        };
+        let human = Facts {
+            application_name: Some("psql".into()),
+            unmediated: true,
+            ..Facts::default()
+        };
+        assert_eq!(pass_mask(&policy, None) & select, 0);
+        assert_eq!(session_flags(&policy, &bot) & select, 0);
+        assert_eq!(
+            session_flags(&policy, &bot) & agent_common::HOLD_PASS_ALL,
+            0,
+            "the bot's statements can stop"
+        );
+        assert_eq!(session_flags(&policy, &human), agent_common::HOLD_PASS_ALL);
     }
 }

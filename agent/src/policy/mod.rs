@@ -107,17 +107,45 @@ impl PolicySet {
             .collect()
     }
 
-    /// Whether some rule holds or terminates sessions that bypass the shim (explicitly, or
-    /// by default for `require_approval` and `deny`): those sessions are flagged in the
-    /// kernel so their risky statements stop before they run.
+    /// Whether some statement could be held or its session ended when it bypasses the shim
+    /// (a rule says `unmediated: hold|terminate|block`, explicitly or by default for
+    /// `require_approval` and `deny`, or the `unmatched` outcome does): those sessions are
+    /// flagged in the kernel so their statements stop before they run.
     pub fn stops_unmediated(&self) -> bool {
-        self.rules.iter().any(|r| {
-            matches!(
-                r.unmediated
-                    .unwrap_or_else(|| Unmediated::for_outcome(&r.outcome)),
-                Unmediated::Hold | Unmediated::Terminate | Unmediated::Block
-            )
-        })
+        stops(Unmediated::for_outcome(&self.settings.unmatched))
+            || self.rules.iter().any(|r| stops(r.unmediated_effect()))
+    }
+
+    /// [`PolicySet::stops_unmediated`] for one session: only rules whose conditions on who
+    /// and where (principal, kind, group, host, database) fit `facts` count.
+    pub fn stops_unmediated_for(&self, facts: &Facts) -> bool {
+        let principal = self.identities.resolve(facts);
+        stops(Unmediated::for_outcome(&self.settings.unmatched))
+            || self.rules.iter().any(|r| {
+                stops(r.unmediated_effect()) && r.session_failed(facts, &principal).is_none()
+            })
+    }
+
+    /// Whether a *plain* statement (no parentheses, so no function calls) of this kind — its
+    /// classes and commands, any tables, columns or time — could be held or its session
+    /// ended when it bypasses the shim: in any session (`facts` = `None`), or in the
+    /// session described by `facts`. Kinds for which this is false run in flagged sessions
+    /// without a stop.
+    pub fn may_stop_plain_unmediated(
+        &self,
+        facts: Option<&Facts>,
+        classification: &Classification,
+    ) -> bool {
+        let classes = self.effective_classes(classification);
+        let principal = facts.map(|f| (f, self.identities.resolve(f)));
+        stops(Unmediated::for_outcome(&self.settings.unmatched))
+            || self.rules.iter().any(|r| {
+                stops(r.unmediated_effect())
+                    && principal
+                        .as_ref()
+                        .is_none_or(|(f, p)| r.session_failed(f, p).is_none())
+                    && r.may_match_plain(classes, &classification.commands)
+            })
     }
 
     /// The outcome for statements no rule matches.
@@ -239,6 +267,14 @@ impl PolicySet {
         }
         classes
     }
+}
+
+/// Whether handling an unmediated statement this way stops it in the kernel.
+fn stops(unmediated: Unmediated) -> bool {
+    matches!(
+        unmediated,
+        Unmediated::Hold | Unmediated::Terminate | Unmediated::Block
+    )
 }
 
 #[cfg(test)]

@@ -92,6 +92,22 @@ fn single(globs: &Option<Vec<Glob>>, value: Option<&str>) -> bool {
     }
 }
 
+/// Functions SQL calls without parentheses.
+const KEYWORD_FUNCTIONS: &[&str] = &[
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "localtime",
+    "localtimestamp",
+    "session_user",
+    "system_user",
+    "user",
+];
+
 /// `all`: every item matches (allow/audit rules); otherwise any item matches.
 fn touched<T>(items: &[T], all: bool, matches: impl Fn(&T) -> bool) -> bool {
     if all {
@@ -116,6 +132,12 @@ fn table_matches(globs: &[Glob], table: &str) -> bool {
 }
 
 impl Rule {
+    /// What happens to a matching statement of a session that bypasses the shim.
+    pub(super) fn unmediated_effect(&self) -> Unmediated {
+        self.unmediated
+            .unwrap_or_else(|| Unmediated::for_outcome(&self.outcome))
+    }
+
     /// Matches the rule against a statement; the trace names the first failed condition.
     pub(super) fn check(&self, s: &Subject<'_>) -> RuleTrace {
         RuleTrace {
@@ -125,30 +147,68 @@ impl Rule {
         }
     }
 
-    fn first_failed(&self, s: &Subject<'_>) -> Option<Condition> {
+    /// Whether the rule's class, command and function conditions let it match a *plain*
+    /// statement (no parentheses: no function calls but the SQL keywords that are
+    /// functions, `CURRENT_USER` and the like) with these classes and commands; its other
+    /// conditions (which tables, columns, WHERE, LIMIT, when) are taken to match.
+    pub(super) fn may_match_plain(&self, classes: ClassSet, commands: &[String]) -> bool {
         let c = &self.conditions;
         let all = self.outcome.is_permissive();
-        let cl = s.classification;
-        if !single(&c.principal, Some(&s.principal.name)) {
+        if !all
+            && let Some(want) = &c.function
+            && !KEYWORD_FUNCTIONS.iter().any(|f| any_matches(want, f))
+        {
+            return false;
+        }
+        if let Some(want) = c.class {
+            let ok = if all {
+                classes.is_subset(want)
+            } else {
+                classes.intersects(want) || classes.contains(Class::Unknown)
+            };
+            if !ok {
+                return false;
+            }
+        }
+        c.command
+            .as_ref()
+            .is_none_or(|want| touched(commands, all, |cmd| want.contains(cmd)))
+    }
+
+    /// The first failed condition on who runs the statement and where (principal, kind,
+    /// group, host, database): what stays the same for a whole session.
+    pub(super) fn session_failed(&self, facts: &Facts, principal: &Principal) -> Option<Condition> {
+        let c = &self.conditions;
+        if !single(&c.principal, Some(&principal.name)) {
             return Some(Condition::Principal);
         }
         if c.kind
             .as_ref()
-            .is_some_and(|k| !k.contains(&s.principal.kind))
+            .is_some_and(|k| !k.contains(&principal.kind))
         {
             return Some(Condition::Kind);
         }
         if c.group
             .as_ref()
-            .is_some_and(|g| !s.principal.groups.iter().any(|p| any_matches(g, p)))
+            .is_some_and(|g| !principal.groups.iter().any(|p| any_matches(g, p)))
         {
             return Some(Condition::Group);
         }
-        if !single(&c.host, s.facts.host.as_deref()) {
+        if !single(&c.host, facts.host.as_deref()) {
             return Some(Condition::Host);
         }
-        if !single(&c.database, s.facts.database.as_deref()) {
+        if !single(&c.database, facts.database.as_deref()) {
             return Some(Condition::Database);
+        }
+        None
+    }
+
+    fn first_failed(&self, s: &Subject<'_>) -> Option<Condition> {
+        let c = &self.conditions;
+        let all = self.outcome.is_permissive();
+        let cl = s.classification;
+        if let Some(failed) = self.session_failed(s.facts, s.principal) {
+            return Some(failed);
         }
         if let Some(want) = c.class {
             let ok = if all {
