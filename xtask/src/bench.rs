@@ -32,8 +32,8 @@ pub enum Which {
 pub fn run(which: Which) -> anyhow::Result<()> {
     let secs = seconds().to_string();
     match which {
-        Which::Capture => capture(&[]),
-        Which::Unmediated => capture(&["--hold-unmediated"]),
+        Which::Capture => capture(&[], None),
+        Which::Unmediated => capture(&["--hold-unmediated"], Some(PGBENCH_IDENTITY)),
         Which::Policy => {
             crate::run(cargo().args(["bench", "-p", "dbward-agent", "--bench", "policy"]))
         }
@@ -163,7 +163,21 @@ pub fn initialise(cluster: &Cluster, scale: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn capture(agent_args: &[&str]) -> anyhow::Result<()> {
+/// For `unmediated`: pgbench is a service whose direct sessions policy only audits (the
+/// shipped rules still hold AI agents' statements, so the kernel pre-screen runs for every
+/// statement); unidentified sessions count as AI agents and would stop on every read a table
+/// rule could match.
+const PGBENCH_IDENTITY: &str = "identities:
+  - name: pgbench
+    kind: service
+    groups: [benchmarks]
+    match:
+      application_name: pgbench
+";
+
+/// pgbench -S with the agent (run with `agent_args`, the shipped policies plus `identity`)
+/// attached vs detached.
+fn capture(agent_args: &[&str], identity: Option<&str>) -> anyhow::Result<()> {
     build_release()?;
     let secs = seconds().to_string();
     let cluster = Cluster::start();
@@ -178,6 +192,17 @@ fn capture(agent_args: &[&str]) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, "")?;
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies)?;
+    for entry in std::fs::read_dir(root().join("policies"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, policies.join(path.file_name().expect("file name")))?;
+        }
+    }
+    if let Some(identity) = identity {
+        std::fs::write(policies.join("90-bench-identity.yaml"), identity)?;
+    }
     let agent = Command::new(&bin)
         .args(["run", "--config"])
         .arg(&config)
@@ -185,7 +210,7 @@ fn capture(agent_args: &[&str]) -> anyhow::Result<()> {
         .arg(dir.path().join("agent.sock"))
         .args(["--pid", &cluster.pid.to_string()])
         .arg("--policy")
-        .arg(root().join("policies"))
+        .arg(&policies)
         .arg("--audit-dir")
         .arg(dir.path().join("audit"))
         .arg("--held-state")

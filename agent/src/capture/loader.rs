@@ -54,8 +54,10 @@ const SERVER_PROBES: &[(&str, &str)] = &[
     ("init_postgres", "InitPostgres"),
     ("init_postgres_ret", "InitPostgres"),
     ("report_appname", "pgstat_report_appname"),
-    ("parse_query", "pg_parse_query"),
 ];
+
+/// The uprobe that stops flagged backends before a statement is parsed: (program, symbol).
+const HOLD_PROBE: (&str, &str) = ("parse_query", "pg_parse_query");
 
 /// Syscall and scheduler tracepoints: (program, category, name).
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
@@ -76,11 +78,15 @@ pub struct Loader {
     attached_binaries: HashSet<PathBuf>,
     /// The `cgroup/connect_unix` link of `[block]` (closing it detaches the program).
     unix_connect_link: Option<std::os::fd::OwnedFd>,
+    /// Server uprobes attached to each binary: [`SERVER_PROBES`], plus [`HOLD_PROBE`] when
+    /// holds are possible.
+    server_probes: Vec<(&'static str, &'static str)>,
 }
 
 impl Loader {
-    /// Checks the kernel, loads the object and attaches the tracepoints.
-    pub fn load() -> Result<Self, LoadError> {
+    /// Checks the kernel, loads the object and attaches the tracepoints; `holds`: whether
+    /// server binaries also get the hold probe.
+    pub fn load(holds: bool) -> Result<Self, LoadError> {
         preflight::check()?;
         let mut ebpf = Ebpf::load(OBJECT)?;
         let mut loaded = HashSet::new();
@@ -98,7 +104,11 @@ impl Loader {
                     source,
                 })?;
         }
-        for &(program, _) in SERVER_PROBES {
+        let mut server_probes = SERVER_PROBES.to_vec();
+        if holds {
+            server_probes.push(HOLD_PROBE);
+        }
+        for &(program, _) in &server_probes {
             let prog: &mut UProbe = program_mut(&mut ebpf, program)?;
             prog.load().map_err(|source| LoadError::Program {
                 what: format!("loading uprobe program {program}"),
@@ -110,6 +120,7 @@ impl Loader {
             ebpf,
             attached_binaries: HashSet::new(),
             unix_connect_link: None,
+            server_probes,
         })
     }
 
@@ -119,7 +130,7 @@ impl Loader {
         if self.attached_binaries.contains(binary) {
             return Ok(false);
         }
-        for &(program, symbol) in SERVER_PROBES {
+        for &(program, symbol) in &self.server_probes {
             let prog: &mut UProbe = program_mut(&mut self.ebpf, program)?;
             prog.attach(symbol, binary, UProbeScope::AllProcesses)
                 .map_err(|source| LoadError::Program {

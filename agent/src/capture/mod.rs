@@ -54,6 +54,9 @@ pub struct Targets {
     pub pids: Vec<u32>,
     /// Also attach the uprobes to these server binaries.
     pub binaries: Vec<PathBuf>,
+    /// Attach the hold probe (`pg_parse_query`): only when the kernel may stop backends
+    /// (`--hold-unmediated`); otherwise statements do not pay for its trap.
+    pub holds: bool,
 }
 
 /// The running capture.
@@ -71,7 +74,7 @@ pub struct Capture {
 impl Capture {
     /// Loads the programs and attaches the tracepoints.
     pub fn start(targets: Targets) -> Result<Self, LoadError> {
-        let mut loader = Loader::load()?;
+        let mut loader = Loader::load(targets.holds)?;
         for binary in &targets.binaries {
             loader.attach_server_binary(binary)?;
         }

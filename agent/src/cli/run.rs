@@ -138,6 +138,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut targets = Targets {
         pids: config.capture.pids.clone(),
         binaries: config.capture.binaries.clone(),
+        holds: args.hold_unmediated,
     };
     targets.pids.extend(&args.pids);
     targets.binaries.extend(args.binaries.iter().cloned());
