@@ -397,13 +397,18 @@ fn an_agent_that_cannot_block_refuses_to_run_unprotected() {
 }
 
 /// Another "host": a network namespace joined to this one by a veth pair, with addresses
-/// from 198.18.0.0/15 (benchmarking range); deleted on drop (which also deletes the pair).
+/// from 198.18.0.0/15 (benchmarking range) and 2001:db8::/32 (documentation); deleted on
+/// drop (which also deletes the pair).
 struct RemoteHost {
     netns: String,
-    /// This host's end of the pair.
+    /// This host's end of the pair (IPv4, IPv6).
     host_addr: String,
-    /// The other host's address.
+    host_addr6: String,
+    /// The other host's addresses and their networks (a /24 and a /64).
     addr: String,
+    addr6: String,
+    net: String,
+    net6: String,
 }
 
 impl RemoteHost {
@@ -411,10 +416,15 @@ impl RemoteHost {
         let pid = std::process::id();
         let netns = format!("dbward-blk-{pid}");
         let subnet = format!("198.18.{}", pid % 256);
+        let subnet6 = format!("2001:db8:{:x}:", pid % 65536);
         let guard = Self {
             netns: netns.clone(),
             host_addr: format!("{subnet}.1"),
+            host_addr6: format!("{subnet6}:1"),
             addr: format!("{subnet}.2"),
+            addr6: format!("{subnet6}:2"),
+            net: format!("{subnet}.0/24"),
+            net6: format!("{subnet6}:/64"),
         };
         let host_if = format!("dbwb{pid}h");
         let remote_if = format!("dbwb{pid}r");
@@ -429,6 +439,15 @@ impl RemoteHost {
             "dev",
             &host_if,
         ]);
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", guard.host_addr6),
+            "dev",
+            &host_if,
+            "nodad",
+        ]);
         ip(&["link", "set", &host_if, "up"]);
         let inside = |args: &[&str]| {
             let mut all = vec!["netns", "exec", &netns, "ip"];
@@ -441,6 +460,15 @@ impl RemoteHost {
             &format!("{}/24", guard.addr),
             "dev",
             &remote_if,
+        ]);
+        inside(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", guard.addr6),
+            "dev",
+            &remote_if,
+            "nodad",
         ]);
         inside(&["link", "set", &remote_if, "up"]);
         inside(&["link", "set", "lo", "up"]);
@@ -509,27 +537,36 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
     let remote = RemoteHost::create();
     let cluster = Cluster::start_with(ClusterOptions {
         settings: vec![format!(
-            "listen_addresses = '127.0.0.1,{}'",
-            remote.host_addr
+            "listen_addresses = '127.0.0.1,{},{}'",
+            remote.host_addr, remote.host_addr6
         )],
         ..ClusterOptions::default()
     });
     let hba = cluster.data.join("pg_hba.conf");
     let mut rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
-    rules.push_str(&format!("host all all {}/32 trust\n", remote.addr));
+    rules.push_str(&format!(
+        "host all all {}/32 trust\nhost all all {}/128 trust\n",
+        remote.addr, remote.addr6
+    ));
     std::fs::write(&hba, rules).expect("write pg_hba.conf");
     cluster.admin("SELECT pg_reload_conf()");
-    let remote_conninfo = format!(
-        "host={} port={} user=postgres dbname=postgres connect_timeout=10",
-        remote.host_addr, cluster.port
-    );
+    let conninfo = |host: &str| {
+        format!(
+            "host={host} port={} user=postgres dbname=postgres connect_timeout=10",
+            cluster.port
+        )
+    };
+    let remote_conninfo = conninfo(&remote.host_addr);
+    let remote_conninfo6 = conninfo(&remote.host_addr6);
     // The remote host reaches the server before the agent runs: the network works.
-    let (before, _) = remote.psql(&remote_conninfo, "SELECT 1");
-    assert!(
-        before.ok,
-        "the remote host cannot reach the server at all: {}",
-        before.out
-    );
+    for info in [&remote_conninfo, &remote_conninfo6] {
+        let (before, _) = remote.psql(info, "SELECT 1");
+        assert!(
+            before.ok,
+            "the remote host cannot reach the server at all ({info}): {}",
+            before.out
+        );
+    }
 
     let shim_port = free_port();
     let shim = format!(
@@ -582,6 +619,30 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
     );
     assert_eq!(event["postmaster_pid"], u64::from(cluster.pid), "{event:#}");
     assert_eq!(event["action"], "refused", "{event:#}");
+    // Over IPv6 as well.
+    let (refused6, took) = remote.psql(&remote_conninfo6, "SELECT 1");
+    assert_refused(&refused6, "a client on another host over IPv6");
+    assert!(
+        took < Duration::from_secs(5),
+        "the IPv6 refusal took {took:?}: a timeout, not a reset"
+    );
+    let is_remote6_refusal = |e: &Value| {
+        e["type"] == "connection_blocked" && e["client"]["addr"] == remote.addr6.as_str()
+    };
+    let events = agent.wait_events(
+        &format!("a connection_blocked event for {}", remote.addr6),
+        WAIT,
+        |events| events.iter().any(is_remote6_refusal),
+    );
+    let event = events
+        .iter()
+        .find(|e| is_remote6_refusal(e))
+        .expect("found above");
+    assert_eq!(
+        event["target"]["addr"],
+        remote.host_addr6.as_str(),
+        "{event:#}"
+    );
 
     // A burst from the same address: every attempt refused, at most one event per second
     // for it, the rest counted as remote_blocked drops.
@@ -609,8 +670,8 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
         burst + 1
     );
 
-    // The local shim path still works; so does a host-side client of the host-side address
-    // (judged by the connect hooks, which refuse it: it is local, not remote).
+    // The local shim path still works, and a local client of the host-side veth address is
+    // judged by the connect hooks (refused, with its process), not as a remote client.
     let via_shim = psql(&tcp(shim_port), "SELECT 7", None, None);
     assert!(
         via_shim.ok,
@@ -618,15 +679,7 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
         via_shim.out
     );
     assert_eq!(via_shim.out.trim(), "7");
-    let local_direct = psql(
-        &format!(
-            "host={} port={} user=postgres dbname=postgres connect_timeout=10",
-            remote.host_addr, cluster.port
-        ),
-        "SELECT 1",
-        None,
-        None,
-    );
+    let local_direct = psql(&conninfo(&remote.host_addr), "SELECT 1", None, None);
     assert_refused(&local_direct, "a local client of the host-side address");
     let local_event = blocked_event(&agent, local_direct.pid);
     assert_eq!(local_event["client"]["comm"], "psql", "{local_event:#}");
@@ -656,30 +709,30 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
     assert_audit_verifies(&audit_dir);
 
     // The agent is gone: so is its sk_lookup program.
-    let (after, _) = remote.psql(&remote_conninfo, "SELECT 1");
-    assert!(
-        after.ok,
-        "the remote client is still refused after the agent stopped: {}",
-        after.out
-    );
+    for info in [&remote_conninfo, &remote_conninfo6] {
+        let (after, _) = remote.psql(info, "SELECT 1");
+        assert!(
+            after.ok,
+            "the remote client is still refused after the agent stopped ({info}): {}",
+            after.out
+        );
+    }
 
-    // Its network allowed: the remote client's query runs, and nothing is reported.
+    // Its networks allowed: the remote client's queries run, and nothing is reported.
     let config = format!(
-        "{shim}[block]\nenabled = true\nallow_remote = [\"2001:db8::/64\", \"{}/24\"]\n",
-        remote
-            .host_addr
-            .rsplit_once('.')
-            .map(|(net, _)| format!("{net}.0"))
-            .expect("IPv4")
+        "{shim}[block]\nenabled = true\nallow_remote = [\"192.0.2.7\", \"{}\", \"{}\"]\n",
+        remote.net, remote.net6
     );
     let mut agent = Agent::start_with_config(Some(cluster.pid), &config, &[]);
-    let (allowed, _) = remote.psql(&remote_conninfo, "SELECT 40 + 2");
-    assert!(
-        allowed.ok,
-        "a client of an allowed network was refused: {}",
-        allowed.out
-    );
-    assert_eq!(allowed.out.trim(), "42");
+    for info in [&remote_conninfo, &remote_conninfo6] {
+        let (allowed, _) = remote.psql(info, "SELECT 40 + 2");
+        assert!(
+            allowed.ok,
+            "a client of an allowed network was refused ({info}): {}",
+            allowed.out
+        );
+        assert_eq!(allowed.out.trim(), "42");
+    }
     let via_shim = psql(&tcp(shim_port), "SELECT 8", None, None);
     assert!(
         via_shim.ok,
@@ -690,7 +743,10 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
     assert_refused(&direct, "a direct local connection with allow_remote set");
     blocked_event(&agent, direct.pid);
     assert!(
-        !agent.events().iter().any(is_remote_refusal),
+        !agent
+            .events()
+            .iter()
+            .any(|e| is_remote_refusal(e) || is_remote6_refusal(e)),
         "the allowed remote client was reported as blocked"
     );
     let status = agent.stop();
