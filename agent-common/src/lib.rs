@@ -44,11 +44,14 @@ pub enum EventKind {
     Held = 10,
     /// [`BlockedEvent`]: a connect to a protected server port or socket was refused.
     Blocked = 11,
+    /// [`RemoteBlockedEvent`]: a connection from another host to a protected server port
+    /// was refused (`sk_lookup`).
+    RemoteBlocked = 12,
 }
 
 impl EventKind {
     /// Every kind, in numeric order (index = kind - 1), for drop counters.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Statement,
         EventKind::Login,
         EventKind::AppName,
@@ -60,6 +63,7 @@ impl EventKind {
         EventKind::Ready,
         EventKind::Held,
         EventKind::Blocked,
+        EventKind::RemoteBlocked,
     ];
 
     /// Decodes a raw kind.
@@ -81,6 +85,7 @@ impl EventKind {
             EventKind::Ready => "ready",
             EventKind::Held => "held",
             EventKind::Blocked => "blocked",
+            EventKind::RemoteBlocked => "remote_blocked",
         }
     }
 }
@@ -287,6 +292,20 @@ pub struct BlockedEvent {
     pub server: RawSockAddr,
 }
 
+/// A client on another host sent a connection request (TCP SYN) to a protected server
+/// port and its address is not allowed: the kernel answered with a reset. Judged in the
+/// network stack (`sk_lookup`), so there is no process: the header's pid, tid and uid are 0.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RemoteBlockedEvent {
+    /// Common header (pid, tid and uid are 0).
+    pub header: EventHeader,
+    /// The local address and port it tried (TCP).
+    pub server: RawSockAddr,
+    /// The client's address and port (TCP).
+    pub peer: RawSockAddr,
+}
+
 /// A process exec'd a binary whose name looks like a PostgreSQL server.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -312,5 +331,6 @@ const _: () = assert!(core::mem::size_of::<LoginEvent>() == 24 + 2 * NAME_LEN);
 const _: () = assert!(core::mem::size_of::<AcceptEvent>() == 24 + 8 + 136);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 8 + 8 + 16 + 136);
 const _: () = assert!(core::mem::size_of::<BlockedEvent>() == 24 + 8 + 8 + 16 + 136);
+const _: () = assert!(core::mem::size_of::<RemoteBlockedEvent>() == 24 + 2 * 136);
 const _: () = assert!(MAX_STATEMENT.is_power_of_two());
 const _: () = assert!(HELD_FIXED == 48);

@@ -1,30 +1,52 @@
 //! `[block]`: refusing connects to the watched servers' ports and sockets.
 //!
 //! cgroup `connect4`/`connect6` hooks (attached by the agent to the cgroup v2 root, so they
-//! see every socket) refuse a connect to a protected port on a local address with
-//! `ECONNREFUSED` unless the connector is allowed; `sys_enter_connect` judges unix sockets
+//! see every socket) refuse a connect from the agent's network namespace to a protected port
+//! on a local address with `ECONNREFUSED` unless the connector is allowed; `sys_enter_connect` judges unix sockets
 //! the same way and leaves its verdict in `DENY_CONNECT` for the agent's hand-assembled
-//! `cgroup/connect_unix` program. Every refusal is a [`BlockedEvent`]. Connects to other
-//! ports return after one map lookup.
+//! `cgroup/connect_unix` program. Every refusal is a [`BlockedEvent`].
+//!
+//! Clients on other hosts, and in other network namespaces of this host, are judged by an
+//! `sk_lookup` program (attached to the agent's network namespace): a TCP connection request to a protected port from an address that is
+//! neither this host's own (local connects were judged by the hooks above, which know the
+//! process) nor in `ALLOW_REMOTE` finds no listening socket, so the kernel answers it with
+//! a reset ("Connection refused"). Those refusals are [`RemoteBlockedEvent`]s, at most one
+//! per remote address per second and [`REMOTE_EVENTS_PER_SEC`] per CPU; the others are
+//! counted in `DROPS`. Connects and lookups for other ports return after one map lookup.
 
-use agent_common::{BlockedEvent, COMM_LEN, EventKind, RawSockAddr, UNIX_PATH_LEN};
+use agent_common::{
+    BlockedEvent, COMM_LEN, EventHeader, EventKind, RawSockAddr, RemoteBlockedEvent, UNIX_PATH_LEN,
+};
 use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         generated::{
             bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_netns_cookie,
             bpf_set_retval,
         },
     },
-    macros::{cgroup_sock_addr, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
-    programs::SockAddrContext,
+    macros::{cgroup_sock_addr, map, sk_lookup},
+    maps::{
+        Array, HashMap, LruHashMap, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::{SkLookupContext, SockAddrContext},
 };
 
-use crate::{AF_INET, AF_INET6, AF_UNIX, BACKENDS, POSTMASTERS, current_tgid, emit, header};
+use crate::{
+    AF_INET, AF_INET6, AF_UNIX, BACKENDS, POSTMASTERS, count_drop, current_tgid, emit, header,
+};
 
 const ECONNREFUSED: i32 = 111;
+const IPPROTO_TCP: u32 = 6;
+/// `sk_lookup` verdicts: go on with the normal lookup, or find no socket (TCP: reset).
+const SK_PASS: u32 = 1;
+const SK_DROP: u32 = 0;
+const NS_PER_SEC: u64 = 1_000_000_000;
+/// Remote refusals reported per CPU per second at most (a flood from many addresses); the
+/// others are counted in `DROPS`.
+const REMOTE_EVENTS_PER_SEC: u64 = 32;
 /// Deepest cgroup level whose ancestors are compared with `ALLOW_CGROUPS`.
 const MAX_CGROUP_DEPTH: i32 = 16;
 
@@ -41,11 +63,31 @@ static BLOCK_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(256, 0);
 static BLOCK_SOCKETS: HashMap<[u8; UNIX_PATH_LEN], u8> = HashMap::with_max_entries(256, 0);
 
 /// This host's addresses except loopback, as IPv6 (IPv4 as `::ffff:a.b.c.d`), kept
-/// current by the agent; a protected port is only refused on these and, from the agent's
-/// network namespace, on 127.0.0.0/8, `::1` and the unspecified address (connects to other
-/// hosts, and to another namespace's own loopback, are never touched).
+/// current by the agent. The connect hooks refuse a protected port only on these and on
+/// 127.0.0.0/8, `::1` and the unspecified address, and only for sockets in the agent's
+/// network namespace (connects to other hosts, and from or to other namespaces, are left to
+/// `block_remote`); `block_remote` lets connections from these addresses through (local
+/// clients, judged by the connect hooks).
 #[map]
 static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1024, 0);
+
+/// Networks on other hosts whose clients may connect to protected ports (set by the agent
+/// from `allow_remote`): IPv6 prefixes, IPv4 networks as `::ffff:a.b.c.d/(96 + length)`.
+#[map]
+static ALLOW_REMOTE: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(1024, 0);
+
+/// When a refusal from each remote address was last reported (`bpf_ktime_get_ns`): one
+/// event per address per second.
+#[map]
+static REMOTE_REPORTED: LruHashMap<[u8; 16], u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per CPU: `[start of the current second (ktime ns), remote refusals reported in it]`.
+#[map]
+static REMOTE_BUDGET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch space for remote refusal events.
+#[map]
+static REMOTE_SCRATCH: PerCpuArray<RemoteBlockedEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Slot 0: the cookie of the agent's network namespace, where the watched servers listen
 /// (set by the agent).
@@ -109,7 +151,10 @@ pub fn block_connect4(ctx: SockAddrContext) -> i32 {
     ip[13] = v4[1];
     ip[14] = v4[2];
     ip[15] = v4[3];
-    refuse_tcp(AF_INET, port, &ip, in_host_netns(&ctx))
+    if !in_host_netns(&ctx) {
+        return 1;
+    }
+    refuse_tcp(AF_INET, port, &ip)
 }
 
 /// `connect()` of an IPv6 socket (also IPv4-mapped addresses).
@@ -131,11 +176,16 @@ pub fn block_connect6(ctx: SockAddrContext) -> i32 {
         ip[i * 4 + 2] = word[2];
         ip[i * 4 + 3] = word[3];
     }
-    refuse_tcp(AF_INET6, port, &ip, in_host_netns(&ctx))
+    if !in_host_netns(&ctx) {
+        return 1;
+    }
+    refuse_tcp(AF_INET6, port, &ip)
 }
 
-/// Whether the connecting socket lives in the agent's network namespace (where loopback
-/// reaches the watched servers).
+/// Whether the connecting socket lives in the agent's network namespace, where the watched
+/// servers listen. A socket in another namespace (a container with its own network) is
+/// another host as far as `[block]` is concerned: its connection reaches the servers from
+/// its own address, which `block_remote` judges.
 #[inline(always)]
 fn in_host_netns(ctx: &SockAddrContext) -> bool {
     // SAFETY: the helper takes the program's context.
@@ -147,8 +197,8 @@ fn in_host_netns(ctx: &SockAddrContext) -> bool {
 /// the connector is not allowed; then the event is reported and the connect fails with
 /// `ECONNREFUSED` (0 with the return value set).
 #[inline(always)]
-fn refuse_tcp(family: u16, port: u16, ip: &[u8; 16], host_netns: bool) -> i32 {
-    if !is_local(ip, host_netns) || allowed() {
+fn refuse_tcp(family: u16, port: u16, ip: &[u8; 16]) -> i32 {
+    if !is_local(ip) || allowed() {
         return 1;
     }
     if let Ok(event) = blocked_event() {
@@ -164,6 +214,150 @@ fn refuse_tcp(family: u16, port: u16, ip: &[u8; 16], host_netns: bool) -> i32 {
     // SAFETY: sets this hook's return value; allowed in connect hooks.
     unsafe { bpf_set_retval(-ECONNREFUSED) };
     0
+}
+
+/// A connection request arriving in the agent's network namespace (attached there with
+/// `[block]`): TCP to a protected port from another host that is not allowed finds no
+/// socket (the client gets a reset); everything else goes on to the normal lookup.
+#[sk_lookup]
+pub fn block_remote(ctx: SkLookupContext) -> u32 {
+    let lookup = ctx.lookup;
+    // SAFETY: `protocol` and `local_port` are readable 4-byte context fields.
+    let (protocol, local_port) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*lookup).protocol),
+            core::ptr::read_volatile(&raw const (*lookup).local_port),
+        )
+    };
+    if protocol != IPPROTO_TCP {
+        return SK_PASS;
+    }
+    let port = local_port as u16;
+    // SAFETY: map lookup of a plain value. Lookups for other ports end here.
+    if unsafe { BLOCK_PORTS.get(&port) }.is_none() {
+        return SK_PASS;
+    }
+    // SAFETY: `family` is a readable 4-byte context field.
+    let family = unsafe { core::ptr::read_volatile(&raw const (*lookup).family) } as u16;
+    let mut remote = [0u8; 16];
+    let mut local = [0u8; 16];
+    if family == AF_INET {
+        // SAFETY: readable 4-byte context fields (network byte order in memory).
+        let (r, l) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*lookup).remote_ip4),
+                core::ptr::read_volatile(&raw const (*lookup).local_ip4),
+            )
+        };
+        map_ipv4(&mut remote, r.to_ne_bytes());
+        map_ipv4(&mut local, l.to_ne_bytes());
+    } else if family == AF_INET6 {
+        for i in 0..4 {
+            // SAFETY: `remote_ip6` and `local_ip6` are readable as 4-byte context fields.
+            let (r, l) = unsafe {
+                (
+                    core::ptr::read_volatile(&raw const (*lookup).remote_ip6[i]),
+                    core::ptr::read_volatile(&raw const (*lookup).local_ip6[i]),
+                )
+            };
+            remote[i * 4..i * 4 + 4].copy_from_slice(&r.to_ne_bytes());
+            local[i * 4..i * 4 + 4].copy_from_slice(&l.to_ne_bytes());
+        }
+    } else {
+        return SK_PASS;
+    }
+    if remote_allowed(&remote) {
+        return SK_PASS;
+    }
+    // SAFETY: `remote_port` is a readable 2-byte context field (network byte order).
+    let remote_port =
+        u16::from_be(unsafe { core::ptr::read_volatile(&raw const (*lookup).remote_port) });
+    report_remote(family, port, &local, remote_port, &remote);
+    SK_DROP
+}
+
+/// `ip` (an IPv6 map key) set to the IPv4 address `v4` mapped (`::ffff:a.b.c.d`).
+#[inline(always)]
+fn map_ipv4(ip: &mut [u8; 16], v4: [u8; 4]) {
+    ip[10] = 0xff;
+    ip[11] = 0xff;
+    ip[12] = v4[0];
+    ip[13] = v4[1];
+    ip[14] = v4[2];
+    ip[15] = v4[3];
+}
+
+/// A remote address that may reach protected ports: loopback and this host's own addresses
+/// (local connects, already judged by the connect hooks) and the `allow_remote` networks.
+#[inline(always)]
+fn remote_allowed(ip: &[u8; 16]) -> bool {
+    let mapped = ip[..10].iter().all(|b| *b == 0) && ip[10] == 0xff && ip[11] == 0xff;
+    if mapped && ip[12] == 127 {
+        return true;
+    }
+    if ip[..15].iter().all(|b| *b == 0) && ip[15] == 1 {
+        return true;
+    }
+    // SAFETY: map lookups of plain values.
+    unsafe { LOCAL_ADDRS.get(ip).is_some() || ALLOW_REMOTE.get(Key::new(128, *ip)).is_some() }
+}
+
+/// Reports a remote refusal unless this address was reported less than a second ago or
+/// this CPU reported [`REMOTE_EVENTS_PER_SEC`] this second; then it is only counted.
+#[inline(always)]
+fn report_remote(family: u16, port: u16, local: &[u8; 16], peer_port: u16, peer: &[u8; 16]) {
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: map lookup of a plain value.
+    if let Some(last) = unsafe { REMOTE_REPORTED.get(peer) }
+        && now.wrapping_sub(*last) < NS_PER_SEC
+    {
+        count_drop(EventKind::RemoteBlocked);
+        return;
+    }
+    let Some(budget) = REMOTE_BUDGET.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU slot is ours for the duration of this program.
+    let budget = unsafe { &mut *budget };
+    if now.wrapping_sub(budget[0]) >= NS_PER_SEC {
+        budget[0] = now;
+        budget[1] = 0;
+    }
+    if budget[1] >= REMOTE_EVENTS_PER_SEC {
+        count_drop(EventKind::RemoteBlocked);
+        return;
+    }
+    budget[1] += 1;
+    let _ = REMOTE_REPORTED.insert(peer, &now, BPF_ANY as u64);
+    let Some(event) = REMOTE_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU slot is ours for the duration of this program.
+    let event = unsafe { &mut *event };
+    event.header = EventHeader {
+        kind: EventKind::RemoteBlocked as u32,
+        pid: 0,
+        tid: 0,
+        uid: 0,
+        ktime_ns: now,
+    };
+    fill_inet(&mut event.server, family, port, local);
+    fill_inet(&mut event.peer, family, peer_port, peer);
+    emit(EventKind::RemoteBlocked, &*event);
+}
+
+/// A TCP address (`ip` as IPv6, IPv4 mapped) in the events' layout.
+#[inline(always)]
+fn fill_inet(out: &mut RawSockAddr, family: u16, port: u16, ip: &[u8; 16]) {
+    out.family = family;
+    out.port = port;
+    out.addr = [0; 16];
+    if family == AF_INET {
+        out.addr[..4].copy_from_slice(&ip[12..]);
+    } else {
+        out.addr = *ip;
+    }
 }
 
 /// `sys_enter_connect` to a protected unix socket by someone not allowed: remember the
@@ -199,18 +393,16 @@ fn blocked_event() -> Result<&'static mut BlockedEvent, i64> {
     Ok(event)
 }
 
-/// One of this host's addresses, or (with `loopback`, from the host's network namespace)
-/// loopback or unspecified (`ip` as IPv6, IPv4 mapped).
+/// One of this host's addresses, loopback or unspecified (`ip` as IPv6, IPv4 mapped), for a
+/// socket in the host's network namespace.
 #[inline(always)]
-fn is_local(ip: &[u8; 16], loopback: bool) -> bool {
-    if loopback {
-        let mapped = ip[..10].iter().all(|b| *b == 0) && ip[10] == 0xff && ip[11] == 0xff;
-        if mapped && (ip[12] == 127 || ip[12..].iter().all(|b| *b == 0)) {
-            return true;
-        }
-        if ip[..15].iter().all(|b| *b == 0) && (ip[15] == 0 || ip[15] == 1) {
-            return true;
-        }
+fn is_local(ip: &[u8; 16]) -> bool {
+    let mapped = ip[..10].iter().all(|b| *b == 0) && ip[10] == 0xff && ip[11] == 0xff;
+    if mapped && (ip[12] == 127 || ip[12..].iter().all(|b| *b == 0)) {
+        return true;
+    }
+    if ip[..15].iter().all(|b| *b == 0) && (ip[15] == 0 || ip[15] == 1) {
+        return true;
     }
     // SAFETY: map lookup of a plain value.
     unsafe { LOCAL_ADDRS.get(ip) }.is_some()

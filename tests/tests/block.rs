@@ -1,16 +1,18 @@
 //! Blocking direct connections (`[block]`): with the shim in front of a real cluster, the
 //! kernel refuses every other connect to the server's TCP port and unix socket with
 //! "Connection refused" and reports it, while the shim, allowed uids and allowed cgroups
-//! still get through; once the agent stops, the server is reachable again. Real kernel
-//! (cgroup connect hooks), real PostgreSQL, real psql clients.
+//! still get through; once the agent stops, the server is reachable again. Clients on
+//! another "host" (a network namespace behind a veth pair) are refused unless their network
+//! is in `allow_remote`. Real kernel (cgroup connect hooks, sk_lookup), real PostgreSQL,
+//! real psql clients.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dbward_e2e::agent::{Agent, assert_audit_verifies, audit_records, dbward_bin};
-use dbward_e2e::pg::{Cluster, PG_BIN};
+use dbward_e2e::pg::{Cluster, ClusterOptions, PG_BIN};
 use dbward_e2e::{free_port, wait_for};
 use serde_json::Value;
 
@@ -392,4 +394,365 @@ fn an_agent_that_cannot_block_refuses_to_run_unprotected() {
         "{stderr}"
     );
     assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+}
+
+/// Another "host": a network namespace joined to this one by a veth pair, with addresses
+/// from 198.18.0.0/15 (benchmarking range) and 2001:db8::/32 (documentation); deleted on
+/// drop (which also deletes the pair).
+struct RemoteHost {
+    netns: String,
+    /// This host's end of the pair (IPv4, IPv6).
+    host_addr: String,
+    host_addr6: String,
+    /// The other host's addresses and their networks (a /24 and a /64).
+    addr: String,
+    addr6: String,
+    net: String,
+    net6: String,
+}
+
+impl RemoteHost {
+    fn create() -> Self {
+        let pid = std::process::id();
+        let netns = format!("dbward-blk-{pid}");
+        let subnet = format!("198.18.{}", pid % 256);
+        let subnet6 = format!("2001:db8:{:x}:", pid % 65536);
+        let guard = Self {
+            netns: netns.clone(),
+            host_addr: format!("{subnet}.1"),
+            host_addr6: format!("{subnet6}:1"),
+            addr: format!("{subnet}.2"),
+            addr6: format!("{subnet6}:2"),
+            net: format!("{subnet}.0/24"),
+            net6: format!("{subnet6}:/64"),
+        };
+        let host_if = format!("dbwb{pid}h");
+        let remote_if = format!("dbwb{pid}r");
+        ip(&["netns", "add", &netns]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &remote_if, "netns", &netns,
+        ]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", guard.host_addr),
+            "dev",
+            &host_if,
+        ]);
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", guard.host_addr6),
+            "dev",
+            &host_if,
+            "nodad",
+        ]);
+        ip(&["link", "set", &host_if, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &netns, "ip"];
+            all.extend_from_slice(args);
+            ip(&all);
+        };
+        inside(&[
+            "addr",
+            "add",
+            &format!("{}/24", guard.addr),
+            "dev",
+            &remote_if,
+        ]);
+        inside(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", guard.addr6),
+            "dev",
+            &remote_if,
+            "nodad",
+        ]);
+        inside(&["link", "set", &remote_if, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        guard
+    }
+
+    /// Runs psql on the other host against `conninfo`; returns the run and how long it took.
+    fn psql(&self, conninfo: &str, sql: &str) -> (Run, Duration) {
+        let started = Instant::now();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns, &format!("{PG_BIN}/psql")])
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                conninfo,
+                "-c",
+                sql,
+            ])
+            .current_dir("/")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run psql in the remote host's namespace (ip netns exec)");
+        let pid = child.id();
+        let out = child.wait_with_output().expect("wait for psql");
+        let run = Run {
+            pid,
+            ok: out.status.success(),
+            out: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        };
+        (run, started.elapsed())
+    }
+}
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end, and with it the pair.
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
+    let remote = RemoteHost::create();
+    let cluster = Cluster::start_with(ClusterOptions {
+        settings: vec![format!(
+            "listen_addresses = '127.0.0.1,{},{}'",
+            remote.host_addr, remote.host_addr6
+        )],
+        ..ClusterOptions::default()
+    });
+    let hba = cluster.data.join("pg_hba.conf");
+    let mut rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+    rules.push_str(&format!(
+        "host all all {}/32 trust\nhost all all {}/128 trust\n",
+        remote.addr, remote.addr6
+    ));
+    std::fs::write(&hba, rules).expect("write pg_hba.conf");
+    cluster.admin("SELECT pg_reload_conf()");
+    let conninfo = |host: &str| {
+        format!(
+            "host={host} port={} user=postgres dbname=postgres connect_timeout=10",
+            cluster.port
+        )
+    };
+    let remote_conninfo = conninfo(&remote.host_addr);
+    let remote_conninfo6 = conninfo(&remote.host_addr6);
+    // The remote host reaches the server before the agent runs: the network works.
+    for info in [&remote_conninfo, &remote_conninfo6] {
+        let (before, _) = remote.psql(info, "SELECT 1");
+        assert!(
+            before.ok,
+            "the remote host cannot reach the server at all ({info}): {}",
+            before.out
+        );
+    }
+
+    let shim_port = free_port();
+    let shim = format!(
+        "[shim]\nlisten_tcp = [\"127.0.0.1:{shim_port}\"]\nupstream = \"127.0.0.1:{}\"\n",
+        cluster.port
+    );
+    let mut agent = Agent::start_with_config(
+        Some(cluster.pid),
+        &format!("{shim}[block]\nenabled = true\n"),
+        &[],
+    );
+
+    // Refused by the kernel with a reset: fast, and "Connection refused", not a timeout.
+    let (refused, took) = remote.psql(&remote_conninfo, "SELECT 1");
+    assert_refused(&refused, "a client on another host");
+    assert!(
+        took < Duration::from_secs(5),
+        "the refusal took {took:?}: a timeout, not a reset"
+    );
+    let is_remote_refusal = |e: &Value| {
+        e["type"] == "connection_blocked" && e["client"]["addr"] == remote.addr.as_str()
+    };
+    let events = agent.wait_events(
+        &format!("a connection_blocked event for {}", remote.addr),
+        WAIT,
+        |events| events.iter().any(is_remote_refusal),
+    );
+    let event = events
+        .iter()
+        .find(|e| is_remote_refusal(e))
+        .expect("found above");
+    assert_eq!(event["client"]["transport"], "tcp", "{event:#}");
+    assert!(
+        event["client"]["port"].as_u64().is_some_and(|p| p > 0),
+        "{event:#}"
+    );
+    assert!(
+        event["client"]["pid"].is_null(),
+        "a remote client has no local pid: {event:#}"
+    );
+    assert_eq!(
+        event["target"]["addr"],
+        remote.host_addr.as_str(),
+        "{event:#}"
+    );
+    assert_eq!(
+        event["target"]["port"],
+        u64::from(cluster.port),
+        "{event:#}"
+    );
+    assert_eq!(event["postmaster_pid"], u64::from(cluster.pid), "{event:#}");
+    assert_eq!(event["action"], "refused", "{event:#}");
+    // Over IPv6 as well.
+    let (refused6, took) = remote.psql(&remote_conninfo6, "SELECT 1");
+    assert_refused(&refused6, "a client on another host over IPv6");
+    assert!(
+        took < Duration::from_secs(5),
+        "the IPv6 refusal took {took:?}: a timeout, not a reset"
+    );
+    let is_remote6_refusal = |e: &Value| {
+        e["type"] == "connection_blocked" && e["client"]["addr"] == remote.addr6.as_str()
+    };
+    let events = agent.wait_events(
+        &format!("a connection_blocked event for {}", remote.addr6),
+        WAIT,
+        |events| events.iter().any(is_remote6_refusal),
+    );
+    let event = events
+        .iter()
+        .find(|e| is_remote6_refusal(e))
+        .expect("found above");
+    assert_eq!(
+        event["target"]["addr"],
+        remote.host_addr6.as_str(),
+        "{event:#}"
+    );
+
+    // A burst from the same address: every attempt refused, at most one event per second
+    // for it, the rest counted as remote_blocked drops.
+    let burst = 6;
+    let started = Instant::now();
+    for _ in 0..burst {
+        let (run, _) = remote.psql(&remote_conninfo, "SELECT 1");
+        assert_refused(&run, "a client on another host (burst)");
+    }
+    let burst_secs = started.elapsed().as_secs();
+    let drops = agent.wait_events(
+        "a kernel_drops event counting remote_blocked",
+        WAIT,
+        |events| {
+            events.iter().any(|e| {
+                e["type"] == "kernel_drops"
+                    && e["drops"]["remote_blocked"].as_u64().unwrap_or(0) > 0
+            })
+        },
+    );
+    let reported = drops.iter().filter(|e| is_remote_refusal(e)).count() as u64;
+    assert!(
+        reported <= 2 + burst_secs,
+        "{reported} events for {} attempts in {burst_secs} s: not rate-limited",
+        burst + 1
+    );
+
+    // The local shim path still works, and a local client of the host-side veth address is
+    // judged by the connect hooks (refused, with its process), not as a remote client.
+    let via_shim = psql(&tcp(shim_port), "SELECT 7", None, None);
+    assert!(
+        via_shim.ok,
+        "psql through the shim failed: {}",
+        via_shim.out
+    );
+    assert_eq!(via_shim.out.trim(), "7");
+    let local_direct = psql(&conninfo(&remote.host_addr), "SELECT 1", None, None);
+    assert_refused(&local_direct, "a local client of the host-side address");
+    let local_event = blocked_event(&agent, local_direct.pid);
+    assert_eq!(local_event["client"]["comm"], "psql", "{local_event:#}");
+
+    let audit_dir = agent.audit_dir();
+    let status = agent.stop();
+    assert!(
+        status.success(),
+        "dbward run exited with {status}: {}",
+        agent.stderr()
+    );
+    let records = audit_records(&audit_dir);
+    let record = records
+        .iter()
+        .find(|r| r["type"] == "connection_blocked" && r["client"]["addr"] == remote.addr.as_str())
+        .unwrap_or_else(|| panic!("no connection_blocked audit record for {}", remote.addr));
+    assert_eq!(
+        record["target"]["port"],
+        u64::from(cluster.port),
+        "{record:#}"
+    );
+    assert!(
+        records.iter().any(|r| r["type"] == "kernel_drops"
+            && r["drops"]["remote_blocked"].as_u64().unwrap_or(0) > 0),
+        "no kernel_drops audit record counts the suppressed remote refusals"
+    );
+    assert_audit_verifies(&audit_dir);
+
+    // The agent is gone: so is its sk_lookup program.
+    for info in [&remote_conninfo, &remote_conninfo6] {
+        let (after, _) = remote.psql(info, "SELECT 1");
+        assert!(
+            after.ok,
+            "the remote client is still refused after the agent stopped ({info}): {}",
+            after.out
+        );
+    }
+
+    // Its networks allowed: the remote client's queries run, and nothing is reported.
+    let config = format!(
+        "{shim}[block]\nenabled = true\nallow_remote = [\"192.0.2.7\", \"{}\", \"{}\"]\n",
+        remote.net, remote.net6
+    );
+    let mut agent = Agent::start_with_config(Some(cluster.pid), &config, &[]);
+    for info in [&remote_conninfo, &remote_conninfo6] {
+        let (allowed, _) = remote.psql(info, "SELECT 40 + 2");
+        assert!(
+            allowed.ok,
+            "a client of an allowed network was refused ({info}): {}",
+            allowed.out
+        );
+        assert_eq!(allowed.out.trim(), "42");
+    }
+    let via_shim = psql(&tcp(shim_port), "SELECT 8", None, None);
+    assert!(
+        via_shim.ok,
+        "psql through the shim failed: {}",
+        via_shim.out
+    );
+    let direct = psql(&tcp(cluster.port), "SELECT 1", None, None);
+    assert_refused(&direct, "a direct local connection with allow_remote set");
+    blocked_event(&agent, direct.pid);
+    assert!(
+        !agent
+            .events()
+            .iter()
+            .any(|e| is_remote_refusal(e) || is_remote6_refusal(e)),
+        "the allowed remote client was reported as blocked"
+    );
+    let status = agent.stop();
+    assert!(
+        status.success(),
+        "dbward run exited with {status}: {}",
+        agent.stderr()
+    );
 }

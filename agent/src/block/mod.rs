@@ -1,8 +1,11 @@
 //! Blocking direct connections (`[block]`): the kernel (cgroup `connect4`/`connect6`/
 //! `connect_unix` hooks on the cgroup v2 root) refuses connects to the watched clusters'
 //! ports and sockets unless they come from the agent and its shim, the clusters' own
-//! processes, or an allowed uid or cgroup. This module resolves
-//! what the kernel cannot know by itself, this host's addresses and the allowed cgroups'
+//! processes, or an allowed uid or cgroup; and an `sk_lookup` program in the agent's network
+//! namespace refuses connection requests from other hosts to the same ports unless they come
+//! from an `allow_remote` network. This module resolves
+//! what the kernel cannot know by itself, this host's addresses (local clients, judged by
+//! the connect hooks, are let through `sk_lookup` by address) and the allowed cgroups'
 //! ids, and keeps both current while the agent runs. Refused connects come back as
 //! `connection_blocked` events through the capture.
 
@@ -17,7 +20,7 @@ use tracing::{debug, warn};
 
 use crate::capture::Capture;
 use crate::capture::loader::{BlockMaps, LoadError};
-pub use config::BlockConfig;
+pub use config::{BlockConfig, Network};
 
 /// How often addresses and cgroup ids are re-read (interfaces and units come and go).
 const REFRESH: Duration = Duration::from_secs(2);
@@ -51,7 +54,13 @@ pub fn start(capture: &mut Capture, config: &BlockConfig) -> Result<Option<Guard
         return Ok(None);
     }
     let cgroup_root = cgroup2_mount().ok_or(BlockError::NoCgroup2)?;
-    let maps = capture.enable_block(std::process::id(), &config.allow_uids, &cgroup_root)?;
+    let allow_remote: Vec<([u8; 16], u32)> = config.allow_remote.iter().map(|n| n.key()).collect();
+    let maps = capture.enable_block(
+        std::process::id(),
+        &config.allow_uids,
+        &allow_remote,
+        &cgroup_root,
+    )?;
     let mut guard = Guard {
         maps,
         cgroup_root,

@@ -4,8 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_common::{
     AcceptEvent, BlockedEvent, ConnectEvent, EventHeader, EventKind, ExecEvent, ForkEvent,
-    HELD_FIXED, LoginEvent, NameEvent, RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND,
-    STMT_TRUNCATED,
+    HELD_FIXED, LoginEvent, NameEvent, RawSockAddr, RemoteBlockedEvent, STATEMENT_FIXED,
+    STMT_LEN_LOWER_BOUND, STMT_TRUNCATED,
 };
 
 /// Why a record could not be decoded.
@@ -192,6 +192,16 @@ pub enum KernelEvent {
         /// The server address it tried.
         server: SockAddr,
     },
+    /// The kernel refused a connection from another host to a protected server port
+    /// (`[block]`, `sk_lookup`): no process (the origin's pid and uid are 0).
+    RemoteBlocked {
+        /// When.
+        origin: Origin,
+        /// The server address and port it tried.
+        server: SockAddr,
+        /// The client's address and port.
+        peer: SockAddr,
+    },
     /// A PostgreSQL-named binary was exec'd.
     Exec {
         /// Where and when.
@@ -215,6 +225,7 @@ impl KernelEvent {
             | KernelEvent::Exit { origin }
             | KernelEvent::Connect { origin, .. }
             | KernelEvent::Blocked { origin, .. }
+            | KernelEvent::RemoteBlocked { origin, .. }
             | KernelEvent::Exec { origin, .. } => origin,
         }
     }
@@ -363,6 +374,14 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 cgroup_id: e.cgroup_id,
                 comm: c_string(&e.comm),
                 server: SockAddr::from_raw(&e.server),
+            }
+        }
+        EventKind::RemoteBlocked => {
+            let e: RemoteBlockedEvent = read(bytes, kind)?;
+            KernelEvent::RemoteBlocked {
+                origin,
+                server: SockAddr::from_raw(&e.server),
+                peer: SockAddr::from_raw(&e.peer),
             }
         }
         EventKind::Exec => {
@@ -536,6 +555,73 @@ mod tests {
             decode(&bytes_of(&event)[..60]),
             Err(DecodeError::Short {
                 kind: "blocked",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn remote_blocked_record_names_the_peer_and_the_server() {
+        let inet = |family: i32, port: u16, addr: &[u8]| {
+            let mut raw = RawSockAddr {
+                family: family as u16,
+                port,
+                _pad: 0,
+                addr: [0; 16],
+                path: [0; agent_common::UNIX_PATH_LEN],
+                _pad2: [0; 4],
+            };
+            raw.addr[..addr.len()].copy_from_slice(addr);
+            raw
+        };
+        let mut event = RemoteBlockedEvent {
+            header: header(EventKind::RemoteBlocked),
+            server: inet(libc::AF_INET, 5432, &[192, 0, 2, 1]),
+            peer: inet(libc::AF_INET, 40000, &[192, 0, 2, 2]),
+        };
+        event.header.pid = 0;
+        event.header.uid = 0;
+        let KernelEvent::RemoteBlocked {
+            origin,
+            server,
+            peer,
+        } = decode(&bytes_of(&event)).unwrap()
+        else {
+            panic!("not a remote refusal");
+        };
+        assert_eq!((origin.pid, origin.ktime_ns), (0, 7));
+        assert_eq!(
+            server,
+            SockAddr::Tcp {
+                ip: "192.0.2.1".parse().unwrap(),
+                port: 5432
+            }
+        );
+        assert_eq!(
+            peer,
+            SockAddr::Tcp {
+                ip: "192.0.2.2".parse().unwrap(),
+                port: 40000
+            }
+        );
+        let mut v6 = [0u8; 16];
+        v6[..2].copy_from_slice(&[0x20, 0x01]);
+        v6[15] = 9;
+        event.peer = inet(libc::AF_INET6, 1, &v6);
+        let KernelEvent::RemoteBlocked { peer, .. } = decode(&bytes_of(&event)).unwrap() else {
+            panic!("not a remote refusal");
+        };
+        assert_eq!(
+            peer,
+            SockAddr::Tcp {
+                ip: "2001::9".parse().unwrap(),
+                port: 1
+            }
+        );
+        assert!(matches!(
+            decode(&bytes_of(&event)[..200]),
+            Err(DecodeError::Short {
+                kind: "remote_blocked",
                 ..
             })
         ));

@@ -5,8 +5,11 @@ use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 
 use agent_common::{DROP_SLOTS, EventKind, KEYWORD_LEN, UNIX_PATH_LEN};
+use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{CgroupAttachMode, CgroupSockAddr, TracePoint, UProbe, uprobe::UProbeScope};
+use aya::programs::{
+    CgroupAttachMode, CgroupSockAddr, SkLookup, TracePoint, UProbe, uprobe::UProbeScope,
+};
 use aya::{Ebpf, include_bytes_aligned};
 use tracing::{debug, info, warn};
 
@@ -204,13 +207,16 @@ impl Loader {
 
     /// Attaches the programs that refuse connects to protected servers (`[block]`) to the
     /// cgroup v2 root `cgroup_root` (so they see every socket), after telling them who is
-    /// always allowed: `agent_pid` (the agent and its shim) and `allow_uids`. Fails, naming
-    /// what is missing, when the kernel lacks a hook. Detached when the loader is dropped
-    /// (the agent exits, however it exits).
+    /// always allowed: `agent_pid` (the agent and its shim) and `allow_uids`; and the
+    /// `sk_lookup` program that refuses clients on other hosts to the agent's network
+    /// namespace, after filling `ALLOW_REMOTE` with `allow_remote` (`(IPv6 prefix, length)`,
+    /// IPv4 mapped). Fails, naming what is missing, when the kernel lacks a hook. Detached
+    /// when the loader is dropped (the agent exits, however it exits).
     pub fn enable_block(
         &mut self,
         agent_pid: u32,
         allow_uids: &[u32],
+        allow_remote: &[([u8; 16], u32)],
         cgroup_root: &Path,
     ) -> Result<(), LoadError> {
         let cgroup = std::fs::File::open(cgroup_root).map_err(|e| {
@@ -290,6 +296,52 @@ impl Loader {
         })?;
         self.unix_connect_link = Some(link);
         info!(cgroup = %cgroup_root.display(), "direct connections to watched clusters are refused (cgroup connect hooks)");
+        self.refuse_remote(allow_remote)?;
+        Ok(())
+    }
+
+    /// Fills `ALLOW_REMOTE` and attaches `block_remote` (`sk_lookup`) to the agent's network
+    /// namespace, where the watched servers listen.
+    fn refuse_remote(&mut self, allow_remote: &[([u8; 16], u32)]) -> Result<(), LoadError> {
+        let map = self
+            .ebpf
+            .map_mut("ALLOW_REMOTE")
+            .ok_or_else(|| LoadError::MissingItem("map ALLOW_REMOTE".into()))?;
+        let mut allow =
+            LpmTrie::<_, [u8; 16], u8>::try_from(map).map_err(|source| LoadError::Map {
+                name: "ALLOW_REMOTE",
+                source,
+            })?;
+        for &(prefix, len) in allow_remote {
+            allow
+                .insert(&Key::new(len, prefix), 1, 0)
+                .map_err(|source| LoadError::Map {
+                    name: "ALLOW_REMOTE",
+                    source,
+                })?;
+        }
+        const NETNS: &str = "/proc/self/ns/net";
+        let netns = std::fs::File::open(NETNS).map_err(|e| {
+            LoadError::Missing(preflight::MissingFeature {
+                feature: "network namespace",
+                detail: format!("cannot open {NETNS}: {e}"),
+            })
+        })?;
+        let prog: &mut SkLookup = program_mut(&mut self.ebpf, "block_remote")?;
+        prog.load().map_err(|source| LoadError::Program {
+            what: "loading the sk_lookup program block_remote, which refuses clients on other hosts (needs CAP_NET_ADMIN or CAP_SYS_ADMIN and a kernel with BPF sk_lookup, Linux 5.9 or later)".into(),
+            source,
+        })?;
+        prog.attach(&netns).map_err(|source| LoadError::Program {
+            what: format!(
+                "attaching the sk_lookup program block_remote to the network namespace {NETNS} (needs CAP_NET_ADMIN and BPF sk_lookup, Linux 5.9 or later)"
+            ),
+            source,
+        })?;
+        info!(
+            allowed_networks = allow_remote.len(),
+            "connections from other hosts to watched clusters are refused (sk_lookup)"
+        );
         Ok(())
     }
 

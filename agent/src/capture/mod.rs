@@ -152,10 +152,11 @@ impl Capture {
         &mut self,
         agent_pid: u32,
         allow_uids: &[u32],
+        allow_remote: &[([u8; 16], u32)],
         cgroup_root: &std::path::Path,
     ) -> Result<loader::BlockMaps, LoadError> {
         self.loader
-            .enable_block(agent_pid, allow_uids, cgroup_root)?;
+            .enable_block(agent_pid, allow_uids, allow_remote, cgroup_root)?;
         self.protect = true;
         self.loader.take_block_maps()
     }

@@ -342,19 +342,30 @@ impl<I: Inspector> Correlator<I> {
                 cgroup_id,
                 comm,
                 server,
-            } => Some(self.blocked_event(origin, gid, cgroup_id, comm, server)),
+            } => Some(self.blocked_event(origin, Some((gid, cgroup_id, comm)), server)),
+            KernelEvent::RemoteBlocked {
+                origin,
+                server,
+                peer,
+            } => {
+                let mut event = self.blocked_event(origin, None, server);
+                if let (Some(client), SockAddr::Tcp { ip, port }) = (event.client.as_mut(), peer) {
+                    client.addr = Some(ip.to_string());
+                    client.port = Some(port);
+                }
+                Some(event)
+            }
             KernelEvent::Exec { .. } => None,
         }
     }
 
-    /// A `connection_blocked` event: who was refused (identified like a local client) and
-    /// which cluster it tried to reach.
+    /// A `connection_blocked` event: who was refused (a local process, identified like a
+    /// local client from its `(gid, cgroup id, comm)`; `None` for a client on another host,
+    /// whose address the caller fills in) and which cluster it tried to reach.
     fn blocked_event(
         &self,
         origin: Origin,
-        gid: u32,
-        cgroup_id: u64,
-        comm: String,
+        local: Option<(u32, u64, String)>,
         server: SockAddr,
     ) -> Event {
         let postmaster_where = |matches: &dyn Fn(&PostmasterState) -> bool| {
@@ -391,7 +402,9 @@ impl<I: Inspector> Correlator<I> {
         };
         let client = Client {
             transport: target.transport.clone(),
-            ..self.local_client(origin, gid, cgroup_id, comm)
+            ..local
+                .map(|(gid, cgroup_id, comm)| self.local_client(origin, gid, cgroup_id, comm))
+                .unwrap_or_default()
         };
         Event {
             kind: Some(EventType::ConnectionBlocked),

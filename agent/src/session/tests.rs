@@ -304,3 +304,41 @@ fn a_refused_connect_names_the_client_the_target_and_the_cluster() {
     assert_eq!(e.postmaster_pid, None, "no watched cluster on port 6000");
     assert_eq!(c.session_count(), 0, "a refused connect is not a session");
 }
+
+#[test]
+fn a_refused_remote_client_is_named_by_its_address_not_a_process() {
+    let mut c = correlator(FakeHost::default());
+    let e = c
+        .handle(KernelEvent::RemoteBlocked {
+            origin: origin(0, 0),
+            server: SockAddr::Tcp {
+                ip: "192.0.2.1".parse().unwrap(),
+                port: 5432,
+            },
+            peer: SockAddr::Tcp {
+                ip: "192.0.2.2".parse().unwrap(),
+                port: 40000,
+            },
+        })
+        .expect("an event");
+    assert_eq!(e.kind, Some(EventType::ConnectionBlocked));
+    assert_eq!(e.postmaster_pid, Some(POSTMASTER));
+    assert_eq!(e.action.as_deref(), Some("refused"));
+    let client = e.client.expect("client");
+    assert_eq!(client.transport, "tcp");
+    assert_eq!(
+        (client.addr.as_deref(), client.port),
+        (Some("192.0.2.2"), Some(40000))
+    );
+    assert_eq!((client.pid, client.uid, client.comm), (None, None, None));
+    let target = e.target.expect("target");
+    assert_eq!(
+        (target.addr.as_deref(), target.port),
+        (Some("192.0.2.1"), Some(5432))
+    );
+    assert_eq!(
+        c.session_count(),
+        0,
+        "a refused connection is not a session"
+    );
+}
