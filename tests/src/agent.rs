@@ -212,6 +212,16 @@ impl Agent {
         self.child.wait().expect("wait for dbward")
     }
 
+    /// [`Agent::stop`], asserting the agent exited successfully (its stderr in the message).
+    pub fn stop_cleanly(&mut self) {
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "dbward run exited with {status}: {}",
+            self.stderr()
+        );
+    }
+
     /// Kills the agent with SIGKILL and waits for it.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -63,6 +63,21 @@ struct Run {
 /// cgroup (its `cgroup.procs`) before exec.
 fn psql(conninfo: &str, sql: &str, as_uid: Option<u32>, cgroup: Option<&Path>) -> Run {
     let mut cmd = Command::new(format!("{PG_BIN}/psql"));
+    if let Some(uid) = as_uid {
+        cmd.uid(uid).gid(uid);
+    }
+    if let Some(dir) = cgroup {
+        let procs = dir.join("cgroup.procs");
+        // SAFETY: only an open + write + close between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || std::fs::write(&procs, b"0"));
+        }
+    }
+    run_psql(cmd, conninfo, sql)
+}
+
+/// Runs `cmd` (psql, or what execs it) with psql's arguments for `conninfo` and `sql`.
+fn run_psql(mut cmd: Command, conninfo: &str, sql: &str) -> Run {
     cmd.args([
         "-X",
         "-At",
@@ -76,16 +91,6 @@ fn psql(conninfo: &str, sql: &str, as_uid: Option<u32>, cgroup: Option<&Path>) -
     .current_dir("/")
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    if let Some(uid) = as_uid {
-        cmd.uid(uid).gid(uid);
-    }
-    if let Some(dir) = cgroup {
-        let procs = dir.join("cgroup.procs");
-        // SAFETY: only an open + write + close between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || std::fs::write(&procs, b"0"));
-        }
-    }
     let child = cmd.spawn().expect("spawn psql");
     let pid = child.id();
     let out = child.wait_with_output().expect("wait for psql");
@@ -101,7 +106,11 @@ fn psql(conninfo: &str, sql: &str, as_uid: Option<u32>, cgroup: Option<&Path>) -
 }
 
 fn tcp(port: u16) -> String {
-    format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10")
+    tcp_at("127.0.0.1", port)
+}
+
+fn tcp_at(host: &str, port: u16) -> String {
+    format!("host={host} port={port} user=postgres dbname=postgres connect_timeout=10")
 }
 
 fn unix(cluster: &Cluster) -> String {
@@ -216,12 +225,7 @@ fn direct_connections_are_refused_and_audited_while_the_shim_path_works() {
 
     // The audit trail has both refusals and still verifies.
     let audit_dir = agent.audit_dir();
-    let status = agent.stop();
-    assert!(
-        status.success(),
-        "dbward run exited with {status}: {}",
-        agent.stderr()
-    );
+    agent.stop_cleanly();
     let records = audit_records(&audit_dir);
     for run in [&direct_tcp, &direct_unix] {
         let record = records
@@ -478,36 +482,37 @@ impl RemoteHost {
     /// Runs psql on the other host against `conninfo`; returns the run and how long it took.
     fn psql(&self, conninfo: &str, sql: &str) -> (Run, Duration) {
         let started = Instant::now();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns, &format!("{PG_BIN}/psql")])
-            .args([
-                "-X",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                conninfo,
-                "-c",
-                sql,
-            ])
-            .current_dir("/")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run psql in the remote host's namespace (ip netns exec)");
-        let pid = child.id();
-        let out = child.wait_with_output().expect("wait for psql");
-        let run = Run {
-            pid,
-            ok: out.status.success(),
-            out: format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        };
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns, &format!("{PG_BIN}/psql")]);
+        let run = run_psql(cmd, conninfo, sql);
         (run, started.elapsed())
     }
+
+    /// Runs psql on the other host against `conninfo`, asserts the kernel refused it with a
+    /// reset (fast, "Connection refused", not a timeout) and returns the refusal's
+    /// `connection_blocked` event.
+    fn refused(&self, agent: &Agent, conninfo: &str, addr: &str, what: &str) -> Value {
+        let (refused, took) = self.psql(conninfo, "SELECT 1");
+        assert_refused(&refused, what);
+        assert!(
+            took < Duration::from_secs(5),
+            "{what}: the refusal took {took:?}: a timeout, not a reset"
+        );
+        let events = agent.wait_events(
+            &format!("a connection_blocked event for {addr}"),
+            WAIT,
+            |events| events.iter().any(|e| is_refusal_of(e, addr)),
+        );
+        events
+            .into_iter()
+            .find(|e| is_refusal_of(e, addr))
+            .expect("found above")
+    }
+}
+
+/// Whether `e` reports a refused client at `addr`.
+fn is_refusal_of(e: &Value, addr: &str) -> bool {
+    e["type"] == "connection_blocked" && e["client"]["addr"] == addr
 }
 
 impl Drop for RemoteHost {
@@ -550,14 +555,8 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
     ));
     std::fs::write(&hba, rules).expect("write pg_hba.conf");
     cluster.admin("SELECT pg_reload_conf()");
-    let conninfo = |host: &str| {
-        format!(
-            "host={host} port={} user=postgres dbname=postgres connect_timeout=10",
-            cluster.port
-        )
-    };
-    let remote_conninfo = conninfo(&remote.host_addr);
-    let remote_conninfo6 = conninfo(&remote.host_addr6);
+    let remote_conninfo = tcp_at(&remote.host_addr, cluster.port);
+    let remote_conninfo6 = tcp_at(&remote.host_addr6, cluster.port);
     // The remote host reaches the server before the agent runs: the network works.
     for info in [&remote_conninfo, &remote_conninfo6] {
         let (before, _) = remote.psql(info, "SELECT 1");
@@ -580,24 +579,12 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
     );
 
     // Refused by the kernel with a reset: fast, and "Connection refused", not a timeout.
-    let (refused, took) = remote.psql(&remote_conninfo, "SELECT 1");
-    assert_refused(&refused, "a client on another host");
-    assert!(
-        took < Duration::from_secs(5),
-        "the refusal took {took:?}: a timeout, not a reset"
+    let event = remote.refused(
+        &agent,
+        &remote_conninfo,
+        &remote.addr,
+        "a client on another host",
     );
-    let is_remote_refusal = |e: &Value| {
-        e["type"] == "connection_blocked" && e["client"]["addr"] == remote.addr.as_str()
-    };
-    let events = agent.wait_events(
-        &format!("a connection_blocked event for {}", remote.addr),
-        WAIT,
-        |events| events.iter().any(is_remote_refusal),
-    );
-    let event = events
-        .iter()
-        .find(|e| is_remote_refusal(e))
-        .expect("found above");
     assert_eq!(event["client"]["transport"], "tcp", "{event:#}");
     assert!(
         event["client"]["port"].as_u64().is_some_and(|p| p > 0),
@@ -620,24 +607,12 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
     assert_eq!(event["postmaster_pid"], u64::from(cluster.pid), "{event:#}");
     assert_eq!(event["action"], "refused", "{event:#}");
     // Over IPv6 as well.
-    let (refused6, took) = remote.psql(&remote_conninfo6, "SELECT 1");
-    assert_refused(&refused6, "a client on another host over IPv6");
-    assert!(
-        took < Duration::from_secs(5),
-        "the IPv6 refusal took {took:?}: a timeout, not a reset"
+    let event = remote.refused(
+        &agent,
+        &remote_conninfo6,
+        &remote.addr6,
+        "a client on another host over IPv6",
     );
-    let is_remote6_refusal = |e: &Value| {
-        e["type"] == "connection_blocked" && e["client"]["addr"] == remote.addr6.as_str()
-    };
-    let events = agent.wait_events(
-        &format!("a connection_blocked event for {}", remote.addr6),
-        WAIT,
-        |events| events.iter().any(is_remote6_refusal),
-    );
-    let event = events
-        .iter()
-        .find(|e| is_remote6_refusal(e))
-        .expect("found above");
     assert_eq!(
         event["target"]["addr"],
         remote.host_addr6.as_str(),
@@ -663,7 +638,10 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
             })
         },
     );
-    let reported = drops.iter().filter(|e| is_remote_refusal(e)).count() as u64;
+    let reported = drops
+        .iter()
+        .filter(|e| is_refusal_of(e, &remote.addr))
+        .count() as u64;
     assert!(
         reported <= 2 + burst_secs,
         "{reported} events for {} attempts in {burst_secs} s: not rate-limited",
@@ -679,22 +657,22 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
         via_shim.out
     );
     assert_eq!(via_shim.out.trim(), "7");
-    let local_direct = psql(&conninfo(&remote.host_addr), "SELECT 1", None, None);
+    let local_direct = psql(
+        &tcp_at(&remote.host_addr, cluster.port),
+        "SELECT 1",
+        None,
+        None,
+    );
     assert_refused(&local_direct, "a local client of the host-side address");
     let local_event = blocked_event(&agent, local_direct.pid);
     assert_eq!(local_event["client"]["comm"], "psql", "{local_event:#}");
 
     let audit_dir = agent.audit_dir();
-    let status = agent.stop();
-    assert!(
-        status.success(),
-        "dbward run exited with {status}: {}",
-        agent.stderr()
-    );
+    agent.stop_cleanly();
     let records = audit_records(&audit_dir);
     let record = records
         .iter()
-        .find(|r| r["type"] == "connection_blocked" && r["client"]["addr"] == remote.addr.as_str())
+        .find(|r| is_refusal_of(r, &remote.addr))
         .unwrap_or_else(|| panic!("no connection_blocked audit record for {}", remote.addr));
     assert_eq!(
         record["target"]["port"],
@@ -746,13 +724,8 @@ fn clients_on_other_hosts_are_refused_unless_their_network_is_allowed() {
         !agent
             .events()
             .iter()
-            .any(|e| is_remote_refusal(e) || is_remote6_refusal(e)),
+            .any(|e| is_refusal_of(e, &remote.addr) || is_refusal_of(e, &remote.addr6)),
         "the allowed remote client was reported as blocked"
     );
-    let status = agent.stop();
-    assert!(
-        status.success(),
-        "dbward run exited with {status}: {}",
-        agent.stderr()
-    );
+    agent.stop_cleanly();
 }

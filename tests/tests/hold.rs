@@ -69,25 +69,33 @@ fn spawn_psql(cluster: &Cluster, sql: &str) -> Child {
     spawn_psql_to(cluster.port, sql)
 }
 
-/// `psql` as the OS user `postgres` to `port` on 127.0.0.1.
+/// `psql` as the OS user `postgres` to `port` on 127.0.0.1 with `-c sql`.
 fn spawn_psql_to(port: u16, sql: &str) -> Child {
+    psql_command(port, "hold-bot")
+        .args(["-c", sql])
+        .spawn()
+        .expect("spawn psql")
+}
+
+/// `psql` as the OS user `postgres` (not root: root approves) to `port` on 127.0.0.1 as
+/// `application_name`, output captured.
+fn psql_command(port: u16, application_name: &str) -> Command {
     use std::os::unix::process::CommandExt as _;
     let user = nix::unistd::User::from_name("postgres")
         .expect("look up the postgres user")
         .expect("the postgres OS user exists");
-    Command::new(format!("{PG_BIN}/psql"))
+    let mut command = Command::new(format!("{PG_BIN}/psql"));
+    command
         .uid(user.uid.as_raw())
         .gid(user.gid.as_raw())
         .current_dir("/")
         .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
         .arg(format!(
-            "host=127.0.0.1 port={port} user=postgres dbname=postgres application_name=hold-bot"
+            "host=127.0.0.1 port={port} user=postgres dbname=postgres application_name={application_name}"
         ))
-        .args(["-c", sql])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn psql")
+        .stderr(Stdio::piped());
+    command
 }
 
 fn finish(child: Child, within: Duration) -> (bool, String) {
@@ -165,6 +173,16 @@ fn table_exists(cluster: &Cluster, table: &str) -> bool {
         == "t"
 }
 
+/// Waits for the hold of the statement naming `marker`, checks its backend is stopped and
+/// denies it with `reason`; the hold event.
+fn deny_hold(agent: &Agent, marker: &str, reason: &str) -> Value {
+    let hold = hold_event(agent, marker);
+    stopped_backend(&hold);
+    let id = hold["request_id"].as_str().expect("request_id");
+    approvals(agent, "deny", id, &["--reason", reason]);
+    hold
+}
+
 /// The held backend's pid, after checking the kernel really stopped it.
 fn stopped_backend(hold: &Value) -> u64 {
     let pid = hold["backend_pid"]
@@ -212,15 +230,8 @@ fn denied_statement_never_runs_and_the_session_ends() {
     let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
 
     let client = spawn_psql(&cluster, "DROP TABLE held_deny");
-    let hold = hold_event(&agent, "held_deny");
-    stopped_backend(&hold);
+    let hold = deny_hold(&agent, "held_deny", "not during business hours");
     let id = hold["request_id"].as_str().expect("request_id");
-    approvals(
-        &agent,
-        "deny",
-        id,
-        &["--reason", "not during business hours"],
-    );
 
     let (ok, out) = finish(client, WAIT);
     assert!(!ok, "denied DROP succeeded: {out}");
@@ -401,8 +412,7 @@ fn stopping_the_agent_ends_held_backends_without_running_their_statements() {
     let client = spawn_psql(&cluster, "DROP TABLE held_stop");
     let hold = hold_event(&agent, "held_stop");
     stopped_backend(&hold);
-    let status = agent.stop();
-    assert!(status.success(), "agent exited with {status}");
+    agent.stop_cleanly();
     agent.wait_events(
         "the decision for the backend ended at shutdown",
         WAIT,
@@ -504,10 +514,7 @@ fn statements_that_hide_ddl_behind_a_harmless_start_are_stopped() {
     ];
     for (sql, table, existed) in attempts {
         let client = spawn_psql(&cluster, sql);
-        let hold = hold_event(&agent, table);
-        stopped_backend(&hold);
-        let id = hold["request_id"].as_str().expect("request_id");
-        approvals(&agent, "deny", id, &["--reason", "hidden DDL"]);
+        deny_hold(&agent, table, "hidden DDL");
         let (ok, out) = finish(client, WAIT);
         assert!(!ok, "denied {sql:?} succeeded: {out}");
         assert_eq!(
@@ -526,22 +533,8 @@ struct Session {
 
 impl Session {
     fn open(cluster: &Cluster, application_name: &str) -> Self {
-        use std::os::unix::process::CommandExt as _;
-        let user = nix::unistd::User::from_name("postgres")
-            .expect("look up the postgres user")
-            .expect("the postgres OS user exists");
-        let mut child = Command::new(format!("{PG_BIN}/psql"))
-            .uid(user.uid.as_raw())
-            .gid(user.gid.as_raw())
-            .current_dir("/")
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(format!(
-                "host=127.0.0.1 port={} user=postgres dbname=postgres application_name={application_name}",
-                cluster.port
-            ))
+        let mut child = psql_command(cluster.port, application_name)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn psql");
         let stdin = child.stdin.take().expect("psql stdin");
@@ -552,6 +545,13 @@ impl Session {
         use std::io::Write as _;
         writeln!(self.stdin, "{sql};").expect("write to psql");
         self.stdin.flush().expect("flush psql stdin");
+    }
+
+    /// Ends the input and waits for psql: whether it succeeded.
+    fn finish(self) -> bool {
+        drop(self.stdin);
+        let out = self.child.wait_with_output().expect("psql output");
+        out.status.success()
     }
 }
 
@@ -591,13 +591,8 @@ fn a_reloaded_policy_that_holds_ddl_applies_to_open_sessions() {
     });
 
     session.send("DROP TABLE held_reload");
-    let hold = hold_event(&agent, "held_reload");
-    stopped_backend(&hold);
-    let id = hold["request_id"].as_str().expect("request_id");
-    approvals(&agent, "deny", id, &["--reason", "after the reload"]);
-    drop(session.stdin);
-    let out = session.child.wait_with_output().expect("psql output");
-    assert!(!out.status.success(), "denied DROP succeeded");
+    deny_hold(&agent, "held_reload", "after the reload");
+    assert!(!session.finish(), "denied DROP succeeded");
     assert!(table_exists(&cluster, "held_reload"), "denied DROP ran");
 }
 
@@ -620,14 +615,9 @@ fn a_session_that_changes_its_application_name_is_judged_again() {
     .expect("a human's DROP did not run");
     session.send("SET application_name = 'hold-bot'");
     session.send("DROP TABLE held_renamed");
-    let hold = hold_event(&agent, "held_renamed");
-    stopped_backend(&hold);
+    let hold = deny_hold(&agent, "held_renamed", "renamed");
     assert_eq!(hold["principal"], "hold-bot", "{hold}");
-    let id = hold["request_id"].as_str().expect("request_id");
-    approvals(&agent, "deny", id, &["--reason", "renamed"]);
-    drop(session.stdin);
-    let out = session.child.wait_with_output().expect("psql output");
-    assert!(!out.status.success(), "denied DROP succeeded");
+    assert!(!session.finish(), "denied DROP succeeded");
     assert!(table_exists(&cluster, "held_renamed"), "denied DROP ran");
     assert!(
         !agent.events().iter().any(|e| is_hold(e, "held_human")),

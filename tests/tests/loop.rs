@@ -171,12 +171,7 @@ fn policy_decides_through_the_shim_and_unmediated_sessions_are_judged_and_audite
     // The audit trail holds the same story and verifies.
     let mut agent = agent;
     let audit_dir = agent.audit_dir();
-    let status = agent.stop();
-    assert!(
-        status.success(),
-        "dbward run exited with {status}: {}",
-        agent.stderr()
-    );
+    agent.stop_cleanly();
     assert_audit_verifies(&audit_dir);
     let records = audit_records(&audit_dir);
     let denied = records

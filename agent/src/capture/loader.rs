@@ -491,19 +491,7 @@ impl HoldFlags {
             key[..bytes.len()].copy_from_slice(&bytes.to_ascii_uppercase());
             want.insert(key, 1u32 << i);
         }
-        let have: Vec<[u8; KEYWORD_LEN]> = self.keywords.keys().filter_map(Result::ok).collect();
-        for key in have.iter().filter(|k| !want.contains_key(*k)) {
-            let _ = self.keywords.remove(key);
-        }
-        for (key, bit) in want {
-            self.keywords
-                .insert(key, bit, 0)
-                .map_err(|source| LoadError::Map {
-                    name: "PASS_KEYWORDS",
-                    source,
-                })?;
-        }
-        Ok(())
+        replace_entries(&mut self.keywords, &want, "PASS_KEYWORDS")
     }
 
     /// Turns holds on or off: while on, the kernel flags every new session of a watched
@@ -554,19 +542,32 @@ impl BlockMaps {
     }
 }
 
-/// Inserts the keys of `want` missing from `map` and removes the others.
+/// Makes the keys of `map` exactly `want` (value 1).
 fn replace_set<K: aya::Pod + Eq + std::hash::Hash>(
     map: &mut HashMap<MapData, K, u8>,
     want: &HashSet<K>,
     name: &'static str,
 ) -> Result<(), LoadError> {
-    let have: HashSet<K> = map.keys().filter_map(Result::ok).collect();
-    for key in have.difference(want) {
+    let want: std::collections::HashMap<K, u8> = want.iter().map(|k| (*k, 1)).collect();
+    replace_entries(map, &want, name)
+}
+
+/// Makes `map` hold exactly `want`: removes other keys, writes only entries that are missing
+/// or differ.
+fn replace_entries<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod + PartialEq>(
+    map: &mut HashMap<MapData, K, V>,
+    want: &std::collections::HashMap<K, V>,
+    name: &'static str,
+) -> Result<(), LoadError> {
+    let have: std::collections::HashMap<K, V> = map.iter().filter_map(Result::ok).collect();
+    for key in have.keys().filter(|k| !want.contains_key(*k)) {
         let _ = map.remove(key);
     }
-    for key in want.difference(&have) {
-        map.insert(*key, 1, 0)
-            .map_err(|source| LoadError::Map { name, source })?;
+    for (key, value) in want {
+        if have.get(key) != Some(value) {
+            map.insert(*key, *value, 0)
+                .map_err(|source| LoadError::Map { name, source })?;
+        }
     }
     Ok(())
 }

@@ -112,18 +112,14 @@ impl PolicySet {
     /// `require_approval` and `deny`, or the `unmatched` outcome does): those sessions are
     /// flagged in the kernel so their statements stop before they run.
     pub fn stops_unmediated(&self) -> bool {
-        stops(Unmediated::for_outcome(&self.settings.unmatched))
-            || self.rules.iter().any(|r| stops(r.unmediated_effect()))
+        self.may_stop_unmediated(|_| true)
     }
 
     /// [`PolicySet::stops_unmediated`] for one session: only rules whose conditions on who
     /// and where (principal, kind, group, host, database) fit `facts` count.
     pub fn stops_unmediated_for(&self, facts: &Facts) -> bool {
         let principal = self.identities.resolve(facts);
-        stops(Unmediated::for_outcome(&self.settings.unmatched))
-            || self.rules.iter().any(|r| {
-                stops(r.unmediated_effect()) && r.session_failed(facts, &principal).is_none()
-            })
+        self.may_stop_unmediated(|r| r.session_failed(facts, &principal).is_none())
     }
 
     /// Whether a *plain* statement (no parentheses, so no function calls) of this kind — its
@@ -138,14 +134,22 @@ impl PolicySet {
     ) -> bool {
         let classes = self.effective_classes(classification);
         let principal = facts.map(|f| (f, self.identities.resolve(f)));
+        self.may_stop_unmediated(|r| {
+            principal
+                .as_ref()
+                .is_none_or(|(f, p)| r.session_failed(f, p).is_none())
+                && r.may_match_plain(classes, &classification.commands)
+        })
+    }
+
+    /// Whether the `unmatched` outcome stops unmediated statements, or some rule that does
+    /// passes `may_match`.
+    fn may_stop_unmediated(&self, may_match: impl Fn(&Rule) -> bool) -> bool {
         stops(Unmediated::for_outcome(&self.settings.unmatched))
-            || self.rules.iter().any(|r| {
-                stops(r.unmediated_effect())
-                    && principal
-                        .as_ref()
-                        .is_none_or(|(f, p)| r.session_failed(f, p).is_none())
-                    && r.may_match_plain(classes, &classification.commands)
-            })
+            || self
+                .rules
+                .iter()
+                .any(|r| stops(r.unmediated_effect()) && may_match(r))
     }
 
     /// The outcome for statements no rule matches.
