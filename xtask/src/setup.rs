@@ -15,6 +15,7 @@ const PACKAGES: &[&str] = &[
     "postgresql-15-pgaudit",
     "pgbouncer",
     "openssl",
+    "iproute2",
     "systemd",
     "chromium",
     "chromium-driver",
