@@ -154,8 +154,11 @@ pub struct HeldEvent {
     pub buf_addr: u64,
     /// [`STMT_TRUNCATED`] | [`STMT_LEN_LOWER_BOUND`].
     pub flags: u8,
+    /// Where the backend stopped: [`HELD_AT_EXECUTE`] (an `Execute` message, about to run a
+    /// statement parsed earlier) or [`HELD_AT_PARSE`] (before `pg_parse_query`).
+    pub at: u8,
     /// Padding.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
     /// Bytes of `text` that are valid (without the NUL).
     pub text_len: u32,
     /// Full length of the statement in the server (see [`STMT_LEN_LOWER_BOUND`]).
@@ -165,6 +168,15 @@ pub struct HeldEvent {
     /// The statement text, `text_len` bytes valid; only that prefix is sent.
     pub text: [u8; MAX_STATEMENT],
 }
+
+/// [`HeldEvent::at`]: stopped before `pg_parse_query` (a `Query` message); the statement
+/// buffer is the query string the parser is about to read.
+pub const HELD_AT_PARSE: u8 = 0;
+/// [`HeldEvent::at`]: stopped in `exec_execute_message` before the portal runs (an `Execute`
+/// message of the extended protocol); the statement was parsed and planned earlier, so it is
+/// ended by the pending-interrupt check PostgreSQL makes before running the portal, not by
+/// rewriting its text.
+pub const HELD_AT_EXECUTE: u8 = 1;
 
 /// Bytes of a [`HeldEvent`] before `text`.
 pub const HELD_FIXED: usize = core::mem::size_of::<HeldEvent>() - MAX_STATEMENT;

@@ -4,8 +4,9 @@
 //!   served), `pgstat_report_activity` (the statement text, once per `Query` / `Execute`),
 //!   `InitPostgres` (database and role; its return marks the session ready),
 //!   `pgstat_report_appname` (`application_name`), `pg_parse_query` (stops backends flagged
-//!   in `HOLD_SESSIONS` before each statement runs, except plain ones whose first keyword is
-//!   in `PASS_KEYWORDS`).
+//!   in `HOLD_SESSIONS` before each statement of a `Query` message is parsed, except plain
+//!   ones whose first keyword is in `PASS_KEYWORDS`; `pgstat_report_activity` does the same
+//!   for each `Execute`).
 //! - tracepoints: `accept`/`accept4` of watched postmasters (client address), fork and exit of
 //!   their children (backend lifecycle), `connect` of local clients to watched ports and
 //!   sockets (client identity), `exec` of binaries named like PostgreSQL (new clusters).
@@ -23,10 +24,10 @@ mod block;
 
 use agent_common::{
     AcceptEvent, COMM_LEN, ConnectEvent, DROP_SLOTS, EventHeader, EventKind, ExecEvent, ExitEvent,
-    ForkEvent, HELD_FIXED, HOLD_EXEMPT, HOLD_PASS_ALL, HOLD_PASS_MASK, HeldEvent, KEYWORD_LEN,
-    LoginEvent, MAX_MEASURED_STATEMENT, MAX_STATEMENT, NAME_LEN, NameEvent, RING_BYTES,
-    RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED, StatementEvent,
-    UNIX_PATH_LEN,
+    ForkEvent, HELD_AT_EXECUTE, HELD_AT_PARSE, HELD_FIXED, HOLD_EXEMPT, HOLD_PASS_ALL,
+    HOLD_PASS_MASK, HeldEvent, KEYWORD_LEN, LoginEvent, MAX_MEASURED_STATEMENT, MAX_STATEMENT,
+    NAME_LEN, NameEvent, RING_BYTES, RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND,
+    STMT_TRUNCATED, StatementEvent, UNIX_PATH_LEN,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -218,10 +219,7 @@ fn try_report_activity(ctx: &ProbeContext) -> Result<(), i64> {
     // Bind and Parse report the statement too; only Query and Execute run it. A backend
     // that was already waiting in `pq_getbyte` when the probes were attached has no entry
     // yet (0): report its statement rather than lose it.
-    // SAFETY: map lookup of a plain value.
-    let message = unsafe { CURRENT_MESSAGE.get(&current_tgid()) }
-        .copied()
-        .unwrap_or(0);
+    let message = current_message();
     if message != b'Q' && message != b'E' && message != 0 {
         return Ok(());
     }
@@ -249,6 +247,13 @@ fn try_report_activity(ctx: &ProbeContext) -> Result<(), i64> {
         unsafe { core::slice::from_raw_parts((event as *const StatementEvent).cast::<u8>(), size) };
     if EVENTS.output::<[u8]>(bytes, wakeup(false)).is_err() {
         count_drop(EventKind::Statement);
+    }
+    // An Execute of a flagged backend stops here, before its portal runs, as a `Query`
+    // stops before it is parsed: after its statement event, like a `Query`'s.
+    if message == b'E'
+        && let Some(pass) = hold_pass()
+    {
+        hold_statement(text, pass, HELD_AT_EXECUTE)?;
     }
     Ok(())
 }
@@ -281,24 +286,49 @@ fn measure(text: *const u8, already: usize, flags: &mut u8) -> usize {
 
 // ---------------------------------------------------------------- hold
 
-/// `pg_parse_query(const char *query_string)`: stop a flagged backend before a statement is
-/// parsed, unless it is plain and policy lets its kind run (see [`plain_statement`]), and
-/// tell the agent where the text lives.
+/// `pg_parse_query(const char *query_string)`: stop a flagged backend before a statement of
+/// a `Query` message is parsed, unless it is plain and policy lets its kind run (see
+/// [`plain_statement`]), and tell the agent where the text lives. A `Parse` message is not
+/// stopped here: nothing runs until its `Execute`, which stops in
+/// [`pgstat_report_activity`], once per execution.
 #[uprobe]
 pub fn parse_query(ctx: ProbeContext) -> u32 {
-    // SAFETY: map lookup of a plain value. Unflagged backends pay only this lookup.
-    let Some(flags) = (unsafe { HOLD_SESSIONS.get(&current_tgid()) }).copied() else {
+    let Some(pass) = hold_pass() else {
         return 0;
     };
-    if flags & (HOLD_EXEMPT | HOLD_PASS_ALL) != 0 {
+    if current_message() == b'P' {
         return 0;
     }
-    let _ = try_parse_query(&ctx, flags & HOLD_PASS_MASK);
+    let Some(text) = ctx.arg::<*const u8>(0) else {
+        return 0;
+    };
+    let _ = hold_statement(text, pass, HELD_AT_PARSE);
     0
 }
 
-fn try_parse_query(ctx: &ProbeContext, pass: u32) -> Result<(), i64> {
-    let text: *const u8 = ctx.arg(0).ok_or(1)?;
+/// The pass mask of the current backend when it is flagged for holds, `None` when it is not
+/// (or is exempt, or policy can stop nothing of it). Unflagged backends pay only this lookup.
+#[inline(always)]
+fn hold_pass() -> Option<u32> {
+    // SAFETY: map lookup of a plain value.
+    let flags = (unsafe { HOLD_SESSIONS.get(&current_tgid()) }).copied()?;
+    (flags & (HOLD_EXEMPT | HOLD_PASS_ALL) == 0).then_some(flags & HOLD_PASS_MASK)
+}
+
+/// The frontend message the current backend is serving (0 when not seen yet: a backend that
+/// was already waiting for a message when the probes were attached).
+#[inline(always)]
+fn current_message() -> u8 {
+    // SAFETY: map lookup of a plain value.
+    unsafe { CURRENT_MESSAGE.get(&current_tgid()) }
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Stops the current backend before the statement at `text` runs, unless it is plain and
+/// in `pass` (see [`plain_statement`]), and sends the agent a [`HeldEvent`] saying where it
+/// stopped (`at`).
+fn hold_statement(text: *const u8, pass: u32, at: u8) -> Result<(), i64> {
     if text.is_null() {
         return Ok(());
     }
@@ -317,6 +347,7 @@ fn try_parse_query(ctx: &ProbeContext, pass: u32) -> Result<(), i64> {
     event.header = header(EventKind::Held);
     event.buf_addr = text as u64;
     event.flags = 0;
+    event.at = at;
     let mut full_len = copied;
     if copied >= MAX_STATEMENT - 1 {
         event.flags |= STMT_TRUNCATED;
@@ -348,6 +379,7 @@ const PLAIN_SLASH: u32 = 5;
 const PLAIN_SEMI: u32 = 6;
 const PLAIN_END: u32 = 7;
 const PLAIN_STOP: u32 = 8;
+const PLAIN_DOLLAR: u32 = 9;
 
 /// `INTO` and `FOR` packed as [`PlainScan::word`] accumulates them: words that turn a
 /// SELECT into DDL (`SELECT … INTO t`) or a row lock (`FOR UPDATE`).
@@ -379,7 +411,7 @@ static SCAN_SCRATCH: PerCpuArray<PlainScan> = PerCpuArray::with_max_entries(1, 0
 /// `pass`, so a flagged backend may run it without a stop. Plain means that PostgreSQL's lexer cannot
 /// read it as anything but a list of keywords, names, numbers and operators: the whole
 /// text is within [`PLAIN_SCAN`] bytes, starts with a keyword, and has no comment, quote,
-/// dollar sign, backslash, parenthesis (no function call), byte outside printable ASCII,
+/// dollar sign other than a parameter's (`$1`), backslash, parenthesis (no function call), byte outside printable ASCII,
 /// second statement (only whitespace after a `;`), or the word `INTO` or `FOR`. Anything
 /// else stops, and the agent's classifier decides on the full text.
 #[inline(always)]
@@ -468,6 +500,9 @@ fn plain_step(state: u32, c: u8, scan: &mut PlainScan) -> u32 {
             }
             plain_body(c, scan)
         }
+        // `$` then a digit is a parameter (`$1`); a dollar quote's delimiter (`$$`, `$tag$`)
+        // never has a digit second.
+        PLAIN_DOLLAR if c.is_ascii_digit() => PLAIN_BODY,
         PLAIN_DASH if c == b'-' => PLAIN_STOP,
         PLAIN_SLASH if c == b'*' => PLAIN_STOP,
         PLAIN_SEMI => match c {
@@ -489,7 +524,8 @@ fn plain_body(c: u8, scan: &mut PlainScan) -> u32 {
         b';' => PLAIN_SEMI,
         b'-' => PLAIN_DASH,
         b'/' => PLAIN_SLASH,
-        b'\'' | b'"' | b'$' | b'\\' | b'(' | b')' => PLAIN_STOP,
+        b'$' => PLAIN_DOLLAR,
+        b'\'' | b'"' | b'\\' | b'(' | b')' => PLAIN_STOP,
         _ if !(0x20..0x7f).contains(&c) => PLAIN_STOP,
         _ if c.is_ascii_alphabetic() || c == b'_' => {
             // SAFETY: plain stores into the per-CPU slot.

@@ -59,6 +59,7 @@ fn record(child: &Child, start_time_offset: u64) -> HeldRecord {
         start_time: start_time(pid).expect("start time") + start_time_offset,
         buf_addr: writable_addr(pid),
         len: 32,
+        at_execute: false,
     }
 }
 

@@ -6,6 +6,7 @@
 //! capability or feature) instead of skipping.
 
 pub mod agent;
+pub mod metrics;
 pub mod pg;
 
 use std::net::TcpListener;

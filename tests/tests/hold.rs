@@ -7,8 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use dbward_e2e::agent::{Agent, dbward_bin};
+use dbward_e2e::metrics::{scrape, value};
 use dbward_e2e::pg::{Cluster, PG_BIN};
-use dbward_e2e::wait_for;
+use dbward_e2e::{free_port, wait_for};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -28,6 +29,15 @@ rules:
     match:
       kind: ai_agent
       class: ddl
+    outcome:
+      require_approval:
+        approvers: [root]
+        timeout: 120s
+    unmediated: hold
+  - name: bot-deletes-need-approval
+    match:
+      kind: ai_agent
+      class: delete
     outcome:
       require_approval:
         approvers: [root]
@@ -80,22 +90,34 @@ fn spawn_psql_to(port: u16, sql: &str) -> Child {
 /// `psql` as the OS user `postgres` (not root: root approves) to `port` on 127.0.0.1 as
 /// `application_name`, output captured.
 fn psql_command(port: u16, application_name: &str) -> Command {
+    let mut command = as_postgres(&format!("{PG_BIN}/psql"));
+    command
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(conninfo(port, application_name));
+    command
+}
+
+/// `program` run as the OS user `postgres` (not root: root approves), output captured.
+fn as_postgres(program: &str) -> Command {
     use std::os::unix::process::CommandExt as _;
     let user = nix::unistd::User::from_name("postgres")
         .expect("look up the postgres user")
         .expect("the postgres OS user exists");
-    let mut command = Command::new(format!("{PG_BIN}/psql"));
+    let mut command = Command::new(program);
     command
         .uid(user.uid.as_raw())
         .gid(user.gid.as_raw())
         .current_dir("/")
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
-        .arg(format!(
-            "host=127.0.0.1 port={port} user=postgres dbname=postgres application_name={application_name}"
-        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+/// A libpq connection string to `port` on 127.0.0.1 as `application_name`.
+fn conninfo(port: u16, application_name: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={port} user=postgres dbname=postgres application_name={application_name}"
+    )
 }
 
 fn finish(child: Child, within: Duration) -> (bool, String) {
@@ -122,6 +144,16 @@ fn hold_event(agent: &Agent, marker: &str) -> Value {
         events.iter().any(|e| is_hold(e, marker))
     });
     events.into_iter().find(|e| is_hold(e, marker)).unwrap()
+}
+
+/// Every hold event so far of the statement naming `marker`, once there are `count`.
+fn hold_events(agent: &Agent, marker: &str, count: usize) -> Vec<Value> {
+    let events = agent.wait_events(
+        &format!("{count} hold events for {marker}"),
+        WAIT,
+        |events| events.iter().filter(|e| is_hold(e, marker)).count() >= count,
+    );
+    events.into_iter().filter(|e| is_hold(e, marker)).collect()
 }
 
 fn is_hold(e: &Value, marker: &str) -> bool {
@@ -622,5 +654,112 @@ fn a_session_that_changes_its_application_name_is_judged_again() {
     assert!(
         !agent.events().iter().any(|e| is_hold(e, "held_human")),
         "a human's DROP was held"
+    );
+}
+
+/// A pgbench script for `-M prepared` (extended protocol: each command is parsed once, then
+/// bound and executed in every transaction): each transaction reads the lowest id with a
+/// plain SELECT, reads that row through a `$1` parameter, and deletes it.
+const PREPARED_SCRIPT: &str = "\
+SELECT id AS low FROM held_exec ORDER BY id LIMIT 1 \\gset
+SELECT id FROM held_exec WHERE id = :low;
+DELETE FROM held_exec WHERE id = :low;
+";
+
+/// A prepared statement is held at each execution, not once when it is parsed: approving
+/// one execution runs exactly that one, the next is held again, and denying it ends the
+/// session before it runs. Plain prepared SELECTs (`$1` parameters) are never stopped.
+#[test]
+fn each_execution_of_a_prepared_statement_is_held_on_its_own() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_exec(id int); INSERT INTO held_exec VALUES (1), (2), (3)");
+    let ids = || cluster.admin("SELECT string_agg(id::text, ',' ORDER BY id) FROM held_exec");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let metrics_port = free_port();
+    let agent = start_agent_with_config(
+        &cluster,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+        policy.path(),
+        &state.path().join("held.json"),
+    );
+
+    let mut client = as_postgres(&format!("{PG_BIN}/pgbench"))
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-t",
+            "2",
+            "-f",
+            "-",
+            "-h",
+            "127.0.0.1",
+            "-U",
+        ])
+        .args(["postgres", "-p", &cluster.port.to_string(), "postgres"])
+        .env("PGAPPNAME", "hold-bot")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn pgbench");
+    {
+        use std::io::Write as _;
+        let mut stdin = client.stdin.take().expect("pgbench stdin");
+        stdin
+            .write_all(PREPARED_SCRIPT.as_bytes())
+            .expect("write the pgbench script");
+    }
+    let marker = "DELETE FROM held_exec";
+    let first = hold_events(&agent, marker, 1).remove(0);
+    assert_eq!(first["protocol"], "extended", "{first}");
+    stopped_backend(&first);
+    assert_eq!(ids().trim(), "1,2,3", "a DELETE ran while held");
+    let first_id = first["request_id"].as_str().expect("request_id").to_owned();
+    approvals(&agent, "approve", &first_id, &[]);
+
+    let second = hold_events(&agent, marker, 2).remove(1);
+    let second_id = second["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_owned();
+    assert_ne!(first_id, second_id, "one request for two executions");
+    stopped_backend(&second);
+    assert_eq!(
+        ids().trim(),
+        "2,3",
+        "the approved execution did not run alone"
+    );
+    approvals(&agent, "deny", &second_id, &["--reason", "one is enough"]);
+
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "the denied execution succeeded: {out}");
+    assert!(
+        out.contains("terminating connection due to administrator command"),
+        "{out}"
+    );
+    assert_eq!(ids().trim(), "2,3", "the denied execution ran");
+
+    let events = agent.wait_events("both decisions", WAIT, |events| {
+        events.iter().filter(|e| e["type"] == "decision").count() >= 2
+    });
+    let decision = |id: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == "decision" && e["request_id"] == id)
+            .unwrap_or_else(|| panic!("no decision for {id}"))
+            .clone()
+    };
+    assert_eq!(decision(&first_id)["outcome"], "approved");
+    assert_eq!(decision(&first_id)["action"], "resumed");
+    assert_eq!(decision(&second_id)["outcome"], "denied");
+    assert_eq!(decision(&second_id)["action"], "terminated");
+    // The DELETE's Parse was not held (no third request), and only its two executions
+    // stopped: the four plain SELECT executions passed in the kernel.
+    assert_eq!(events.iter().filter(|e| is_hold(e, marker)).count(), 2);
+    let metrics = scrape(metrics_port);
+    assert_eq!(
+        value(&metrics, r#"dbward_kernel_stops_total{at="execute"}"#),
+        2.0,
+        "{metrics}"
     );
 }

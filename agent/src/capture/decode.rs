@@ -4,8 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_common::{
     AcceptEvent, BlockedEvent, ConnectEvent, EventHeader, EventKind, ExecEvent, ForkEvent,
-    HELD_FIXED, LoginEvent, NameEvent, RawSockAddr, RemoteBlockedEvent, STATEMENT_FIXED,
-    STMT_LEN_LOWER_BOUND, STMT_TRUNCATED,
+    HELD_AT_EXECUTE, HELD_FIXED, LoginEvent, NameEvent, RawSockAddr, RemoteBlockedEvent,
+    STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED,
 };
 
 /// Why a record could not be decoded.
@@ -107,10 +107,14 @@ pub enum KernelEvent {
         /// `full_len` is only a lower bound.
         len_is_lower_bound: bool,
     },
-    /// A flagged backend was stopped before parsing a risky statement.
+    /// A flagged backend was stopped before a risky statement: before parsing a `Query`
+    /// message's statement, or before running an `Execute` message's portal.
     Held {
         /// Where and when (pid = the stopped backend).
         origin: Origin,
+        /// Stopped at an `Execute` (the statement was parsed and planned earlier; its text
+        /// no longer decides what runs).
+        at_execute: bool,
         /// Address of the statement buffer in the backend.
         buf_addr: u64,
         /// Captured bytes (may be cut, see `truncated`).
@@ -316,6 +320,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             }
             KernelEvent::Held {
                 origin,
+                at_execute: bytes[33] == HELD_AT_EXECUTE,
                 buf_addr: u64::from_ne_bytes(addr),
                 text: bytes[HELD_FIXED..HELD_FIXED + text_len].to_vec(),
                 truncated: flags & STMT_TRUNCATED != 0,
@@ -436,7 +441,8 @@ mod tests {
             header: header(EventKind::Held),
             buf_addr: 0x5555_dead_beef,
             flags: STMT_TRUNCATED,
-            _pad: [0; 3],
+            at: HELD_AT_EXECUTE,
+            _pad: [0; 2],
             text_len: 10,
             full_len: 20_000,
             _pad2: 0,
@@ -446,6 +452,7 @@ mod tests {
         let rec = bytes_of(&event)[..HELD_FIXED + 10].to_vec();
         let KernelEvent::Held {
             origin,
+            at_execute,
             buf_addr,
             text,
             truncated,
@@ -456,6 +463,7 @@ mod tests {
             panic!("not a held event");
         };
         assert_eq!(origin.pid, 42);
+        assert!(at_execute);
         assert_eq!(buf_addr, 0x5555_dead_beef);
         assert_eq!(text, b"DROP TABLE");
         assert!(truncated && !len_is_lower_bound);

@@ -368,8 +368,9 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                     break Err(anyhow::anyhow!("the kernel capture stopped: {cause}"));
                 };
                 let event = match message {
-                    CaptureMessage::Kernel(held @ KernelEvent::Held { origin, buf_addr, full_len, .. }) => {
-                        let backend = HeldBackend { pid: origin.pid, buf_addr, len: full_len as usize };
+                    CaptureMessage::Kernel(held @ KernelEvent::Held { origin, at_execute, buf_addr, full_len, .. }) => {
+                        let backend = HeldBackend { pid: origin.pid, buf_addr, len: full_len as usize, at_execute };
+                        publisher.metrics.kernel_stop(at_execute);
                         match correlator.handle(held) {
                             // The shim's own upstream session: the shim already decided.
                             Some(e) if e.client.as_ref().and_then(|c| c.pid) == Some(agent_pid) => {

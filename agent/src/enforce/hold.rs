@@ -126,6 +126,9 @@ pub struct HeldBackend {
     pub buf_addr: u64,
     /// Statement length in the server.
     pub len: usize,
+    /// Stopped at an `Execute` of the extended protocol rather than before parsing a
+    /// `Query`: ending it needs no rewrite of its text.
+    pub at_execute: bool,
 }
 
 /// How a hold ended.
@@ -231,6 +234,7 @@ impl Enforcer {
             start_time,
             buf_addr: backend.buf_addr,
             len: backend.len,
+            at_execute: backend.at_execute,
         };
         match plan {
             Plan::Resume => {
@@ -437,14 +441,22 @@ pub fn end_recorded(state: &StateFile) -> Result<usize, StateError> {
     Ok(ended)
 }
 
-/// Neutralises a stopped backend's statement and ends its session; kills it when the
-/// statement cannot be neutralised (the statement must never run).
+/// Ends a stopped backend's session so that its statement never runs; kills it when that
+/// cannot be done. Before parsing, the statement is neutralised first (PostgreSQL parses
+/// and runs a `Query` before it next checks for a termination). At an `Execute`, the
+/// termination alone is enough: `exec_execute_message` checks for pending interrupts after
+/// reporting the statement and before running the portal, so the pending SIGTERM ends the
+/// session there ("terminating connection due to administrator command").
 fn end_backend(record: &HeldRecord) {
     let pid = record.pid;
-    let result: Result<(), ProcessError> = neutralise::neutralise(pid, record.buf_addr, record.len)
-        .and_then(|()| neutralise::terminate(pid));
+    let result: Result<(), ProcessError> = if record.at_execute {
+        neutralise::terminate(pid)
+    } else {
+        neutralise::neutralise(pid, record.buf_addr, record.len)
+            .and_then(|()| neutralise::terminate(pid))
+    };
     if let Err(e) = result {
-        error!(pid, error = %e, "cannot neutralise the held statement: killing the backend");
+        error!(pid, error = %e, "cannot end the held backend cleanly: killing it");
         if let Err(e) = neutralise::kill_hard(pid) {
             error!(pid, error = %e, "cannot kill the held backend");
         }

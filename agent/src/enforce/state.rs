@@ -20,6 +20,11 @@ pub struct HeldRecord {
     pub buf_addr: u64,
     /// Length of the statement.
     pub len: usize,
+    /// Stopped at an `Execute`: ended by SIGTERM alone (PostgreSQL checks for the pending
+    /// termination before it runs the portal); the text is not rewritten. Absent in files
+    /// written before execute holds existed (they were all parse holds).
+    #[serde(default)]
+    pub at_execute: bool,
 }
 
 /// Why the state file could not be read or written.
@@ -120,6 +125,7 @@ mod tests {
             start_time: 99,
             buf_addr: 0x1000,
             len: 12,
+            at_execute: true,
         }];
         file.store(&records).unwrap();
         assert_eq!(file.load().unwrap(), records);

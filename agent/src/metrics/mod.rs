@@ -72,6 +72,8 @@ const DECISIONS: &[&str] = &[
     "require_approval",
     "other",
 ];
+/// Kernel stop `at` label values: before parsing a `Query`, or before running an `Execute`.
+const STOP_POINTS: &[&str] = &["parse", "execute"];
 /// Upper bounds (seconds) of the decision latency buckets: from a CI bot's instant answer
 /// to a person answering within the hour.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -102,6 +104,7 @@ struct Inner {
     decisions: Counters<2>,
     latency: Histogram,
     holds_pending: Gauge,
+    kernel_stops: Counters<1>,
     pending: Mutex<HashMap<String, Instant>>,
     kernel_drops: Family<[(&'static str, String); 1], Counter>,
     scraped: server::Scraped,
@@ -152,6 +155,13 @@ impl Metrics {
             "Held statements waiting for a decision",
             holds_pending.clone(),
         );
+        let kernel_stops = Counters::new([("at", STOP_POINTS)]);
+        registry.register(
+            "kernel_stops",
+            "Backends the kernel stopped for the agent's decision (--hold-unmediated), by where \
+             they stopped; most are resumed at once",
+            kernel_stops.family.clone(),
+        );
         let kernel_drops = Family::default();
         registry.register(
             "kernel_drops",
@@ -168,6 +178,7 @@ impl Metrics {
                 decisions,
                 latency,
                 holds_pending,
+                kernel_stops,
                 pending: Mutex::new(HashMap::new()),
                 kernel_drops,
                 scraped,
@@ -238,6 +249,14 @@ impl Metrics {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Counts a backend the kernel stopped for a decision, before parsing a `Query` or (when
+    /// `at_execute`) before running an `Execute`.
+    pub fn kernel_stop(&self, at_execute: bool) {
+        if let Some(inner) = &self.inner {
+            inner.kernel_stops.inc([usize::from(at_execute)]);
         }
     }
 

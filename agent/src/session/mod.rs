@@ -294,6 +294,7 @@ impl<I: Inspector> Correlator<I> {
             }
             KernelEvent::Held {
                 origin,
+                at_execute,
                 text,
                 truncated,
                 full_len,
@@ -310,6 +311,7 @@ impl<I: Inspector> Correlator<I> {
                 event.sql_truncated = Some(truncated);
                 event.sql_length = Some(full_len);
                 event.sql_length_is_lower_bound = len_is_lower_bound.then_some(true);
+                event.protocol = Some(if at_execute { "extended" } else { "simple" }.into());
                 Some(event)
             }
             KernelEvent::Exit { origin } => {
