@@ -307,6 +307,92 @@ async fn extended_pipeline_deny_discards_until_sync_and_rolls_back_the_batch() {
     shim.stop().await;
 }
 
+/// Frames of one batch: `messages` then Sync, answered up to ReadyForQuery; the type bytes
+/// and the first error.
+async fn batch(
+    s: &mut TcpStream,
+    buf: &mut BytesMut,
+    messages: &[Vec<u8>],
+) -> (String, Option<ErrorResponse>) {
+    let mut out: Vec<u8> = messages.concat();
+    out.extend_from_slice(b"S\0\0\0\x04");
+    s.write_all(&out).await.expect("send batch");
+    let mut types = String::new();
+    let mut error = None;
+    loop {
+        let f = next_frame(s, buf).await;
+        types.push(f[0] as char);
+        if f[0] == b'E' && error.is_none() {
+            error = Some(ErrorResponse::from_bytes(&f[5..]).expect("error"));
+        }
+        if f[0] == b'Z' {
+            return (types, error);
+        }
+    }
+}
+
+fn parse(name: &str, sql: &str) -> Vec<u8> {
+    Parse {
+        name: name.into(),
+        sql: sql.into(),
+        param_types: vec![],
+    }
+    .to_bytes()
+    .to_vec()
+}
+
+fn bind_execute(statement: &str) -> Vec<Vec<u8>> {
+    vec![
+        Bind {
+            portal: String::new(),
+            statement: statement.into(),
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        }
+        .to_bytes()
+        .to_vec(),
+        Execute {
+            portal: String::new(),
+            max_rows: 0,
+        }
+        .to_bytes()
+        .to_vec(),
+    ]
+}
+
+/// Parsing a taken statement name again with harmless text fails at the server, which keeps
+/// the old statement: executing the name must be judged on the old text too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_name_parsed_again_is_judged_on_every_text_it_may_run() {
+    let pg = Pg::start();
+    pg.psql_direct("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)");
+    let gate = PrefixGate::default().deny("delete", "no deletes");
+    let shim = start_shim(&pg, ShimOptions::new(Arc::new(gate))).await;
+    let (mut s, mut buf) = raw_startup(shim.port()).await;
+
+    let (types, error) = batch(&mut s, &mut buf, &[parse("s1", "DELETE FROM t")]).await;
+    assert_eq!((types.as_str(), error.is_none()), ("1Z", true));
+    let (types, error) = batch(&mut s, &mut buf, &[parse("s1", "SELECT 1")]).await;
+    assert_eq!(types, "EZ");
+    assert_eq!(error.expect("error").0.code(), Some("42P05"), "name taken");
+
+    let (types, error) = batch(&mut s, &mut buf, &bind_execute("s1")).await;
+    let error = error.unwrap_or_else(|| panic!("the old DELETE ran: {types}"));
+    assert_eq!(error.0.code(), Some("42501"));
+    assert_eq!(error.0.message(), Some("no deletes"));
+    assert_eq!(pg.psql_direct("SELECT count(*) FROM t").trim(), "2");
+
+    // Once closed, the name is free and stands for its new text alone.
+    let close = b"C\0\0\0\x08Ss1\0".to_vec();
+    let (types, _) = batch(&mut s, &mut buf, &[close, parse("s1", "SELECT 1")]).await;
+    assert_eq!(types, "31Z");
+    let (types, error) = batch(&mut s, &mut buf, &bind_execute("s1")).await;
+    assert!(error.is_none(), "{types}: {error:?}");
+    assert_eq!(types, "2DCZ");
+    shim.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_reaches_the_right_backend() {
     let pg = Pg::start();

@@ -21,6 +21,7 @@ mod relay;
 pub mod responses;
 mod session;
 mod startup;
+mod statements;
 pub mod tls;
 pub mod upstream;
 

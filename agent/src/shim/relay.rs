@@ -18,6 +18,7 @@ use super::gate::{GateVerdict, SessionFacts};
 use super::reason::{leading_reason, session_reason_change};
 use super::responses::{self, Refusal};
 use super::startup::{Established, SessionError};
+use super::statements::{Definition, MAX_DEFINITIONS, Statements};
 use crate::protocol::postgres::{CommandComplete, ErrorResponse, FromBytes, FrontendMessage};
 
 /// How the statement arrived.
@@ -90,10 +91,10 @@ pub(super) struct Session {
     pub server_wr: BufWriter<WriteHalf<BoxStream>>,
     pub cancel: Arc<Notify>,
     pub shutdown: watch::Receiver<bool>,
-    statements: HashMap<String, Arc<str>>,
-    /// Portal → its statement's SQL; `None` when bound to a statement the shim never saw
-    /// parsed (e.g. one made with SQL `PREPARE`).
-    portals: HashMap<String, Option<Arc<str>>>,
+    statements: Statements,
+    /// Portal → its statement's definition; `None` when bound to a statement the shim never
+    /// saw parsed (e.g. one made with SQL `PREPARE`).
+    portals: HashMap<String, Option<Definition>>,
     reason: Option<String>,
     inflight: VecDeque<Inflight>,
     syncs_sent: u64,
@@ -122,7 +123,7 @@ impl Session {
             server_wr: established.server_wr,
             cancel: established.cancel,
             shutdown,
-            statements: HashMap::new(),
+            statements: Statements::default(),
             portals: HashMap::new(),
             reason: None,
             inflight: VecDeque::new(),
@@ -251,19 +252,27 @@ impl Session {
                 return self.on_statement(Mode::Simple, sql, frame).await;
             }
             FrontendMessage::Parse(p) => {
-                self.statements.insert(p.name, Arc::from(p.sql));
+                self.statements.parse(p.name, Arc::from(p.sql));
             }
             FrontendMessage::Bind(b) => {
-                let sql = self.statements.get(&b.statement).cloned();
+                let sql = self.statements.get(&b.statement);
                 self.portals.insert(b.portal, sql);
             }
             FrontendMessage::Execute(e) => match self.portals.get(&e.portal).cloned() {
-                Some(Some(sql)) => return self.on_statement(Mode::Extended, sql, frame).await,
-                Some(None) => {
-                    let refusal = Refusal::denied(
-                        "dbward: Execute of a prepared statement the shim did not see parsed (made with SQL PREPARE?) is refused",
-                    )
-                    .hint("prepare it with the protocol's Parse message, or run EXECUTE in a query");
+                Some(Some(Definition::Text(sql))) => {
+                    return self.on_statement(Mode::Extended, sql, frame).await;
+                }
+                Some(definition) => {
+                    let refusal = match definition {
+                        None => Refusal::denied(
+                            "dbward: Execute of a prepared statement the shim did not see parsed (made with SQL PREPARE?) is refused",
+                        )
+                        .hint("prepare it with the protocol's Parse message, or run EXECUTE in a query"),
+                        Some(_) => Refusal::denied(format!(
+                            "dbward: Execute of a prepared statement whose name was parsed with more than {MAX_DEFINITIONS} different texts is refused: the shim cannot tell which one the server holds"
+                        ))
+                        .hint("Close the statement before parsing its name again"),
+                    };
                     let meta = Meta {
                         verdict: Verdict::Deny,
                         rule: None,
@@ -280,7 +289,7 @@ impl Session {
             },
             FrontendMessage::Close(c) => match c.target {
                 crate::protocol::postgres::Target::Statement => {
-                    self.statements.remove(&c.name);
+                    self.statements.close(&c.name);
                 }
                 crate::protocol::postgres::Target::Portal => {
                     self.portals.remove(&c.name);
@@ -448,7 +457,7 @@ impl Session {
             Mode::Simple => {
                 self.syncs_sent += 1;
                 let marker = self.next_marker(refusal.to_error(), 0, self.syncs_sent);
-                self.statements.remove("");
+                self.statements.close("");
                 self.portals.remove("");
                 self.server_wr
                     .write_all(&responses::raise_query(&marker))
@@ -480,7 +489,7 @@ impl Session {
         sync_seq: u64,
     ) -> Result<(), SessionError> {
         let marker = self.next_marker(error, 2, sync_seq);
-        self.statements.remove("");
+        self.statements.close("");
         self.portals.remove("");
         for m in responses::raise_extended(&marker, end) {
             self.server_wr.write_all(&m).await?;
