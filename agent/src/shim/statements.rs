@@ -82,7 +82,7 @@ impl Candidates {
         let Candidates::Known { texts, joined } = self else {
             return;
         };
-        if texts.iter().any(|t| *t == sql) {
+        if texts.contains(&sql) {
             return;
         }
         if texts.len() >= MAX_DEFINITIONS {
