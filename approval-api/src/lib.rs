@@ -8,10 +8,12 @@
 //! - [`verifier`] — [`DecisionVerifier`]: the agent's one-call check of a decision
 //!   (signature, binding to request/session/statement/host, expiry, single use).
 //! - [`client`] — [`ApproverClient`], the async HTTP client of the service.
+//! - [`pem`] — certificate, key and CA files for TLS set-up.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod decision;
+pub mod pem;
 pub mod timefmt;
 pub mod types;
 pub mod verifier;

@@ -4,20 +4,19 @@
 //! Browsers and Slack/Teams callbacks need no client certificate.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+use dbward_approval_api::pem::{self, PemError};
 
 use crate::config::TlsConfig;
 
@@ -28,54 +27,24 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or holds nothing usable.
-    #[error("TLS {what} {path}: {detail}")]
-    Pem {
-        /// Which file.
-        what: &'static str,
-        /// Path.
-        path: PathBuf,
-        /// Problem.
-        detail: String,
-    },
+    #[error("TLS: {0}")]
+    Pem(#[from] PemError),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(String),
 }
 
-fn pem_err(what: &'static str, path: &Path, detail: impl ToString) -> TlsError {
-    TlsError::Pem {
-        what,
-        path: path.to_path_buf(),
-        detail: detail.to_string(),
-    }
-}
-
-fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_err(what, path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_err(what, path, e))?;
-    if certs.is_empty() {
-        return Err(pem_err(what, path, "no CERTIFICATE block"));
-    }
-    Ok(certs)
-}
-
 /// Builds the rustls server configuration.
 pub fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = certs("certificate", &cfg.cert_path)?;
-    let key = PrivateKeyDer::from_pem_file(&cfg.key_path)
-        .map_err(|e| pem_err("private key", &cfg.key_path, e))?;
+    let chain = pem::certificates("certificate", &cfg.cert_path)?;
+    let key = pem::private_key(&cfg.key_path)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match &cfg.client_ca_path {
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for cert in certs("client CA", ca)? {
-                roots.add(cert).map_err(|e| pem_err("client CA", ca, e))?;
-            }
+            let roots = pem::trust_anchors("client CA", ca)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()

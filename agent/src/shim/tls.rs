@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use dbward_approval_api::pem::{self, PemError};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -20,15 +20,8 @@ use super::config::ClientCert;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or parsed.
-    #[error("shim TLS: cannot read {what} from {path}: {detail}")]
-    Pem {
-        /// Certificate or key.
-        what: &'static str,
-        /// File.
-        path: PathBuf,
-        /// Why.
-        detail: String,
-    },
+    #[error("shim TLS: {0}")]
+    Pem(#[from] PemError),
     /// The client CA bundle cannot be used.
     #[error("shim TLS: cannot use the client CAs in {path}: {detail}")]
     ClientCa {
@@ -46,40 +39,6 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn pem_err(what: &'static str, path: &Path, detail: impl ToString) -> TlsError {
-    TlsError::Pem {
-        what,
-        path: path.to_owned(),
-        detail: detail.to_string(),
-    }
-}
-
-/// Every certificate in a PEM file (at least one).
-fn load_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_err(what, path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_err(what, path, e))?;
-    if certs.is_empty() {
-        return Err(pem_err(what, path, "no PEM certificate in the file"));
-    }
-    Ok(certs)
-}
-
-/// The private key in a PEM file.
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_err("private key", path, e))
-}
-
-/// A PEM bundle of CA certificates as trust anchors.
-fn load_roots(what: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for der in load_certs(what, path)? {
-        roots.add(der).map_err(|e| pem_err(what, path, e))?;
-    }
-    Ok(roots)
-}
-
 /// An acceptor for client TLS from a PEM certificate chain and key; with `client_ca`,
 /// clients are asked for a certificate signed by one of those CAs.
 pub fn acceptor(
@@ -87,14 +46,14 @@ pub fn acceptor(
     key: &Path,
     client_ca: Option<(&Path, ClientCert)>,
 ) -> Result<TlsAcceptor, TlsError> {
-    let certs = load_certs("certificate", cert)?;
-    let key = load_key(key)?;
+    let certs = pem::certificates("certificate", cert)?;
+    let key = pem::private_key(key)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some((ca, mode)) => {
-            let roots = load_roots("client CA certificates", ca)?;
+            let roots = pem::trust_anchors("client CA certificates", ca)?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider(),
@@ -147,9 +106,10 @@ pub fn upstream_connector(
     let provider = provider();
     let roots = match trust {
         ServerTrust::Any => None,
-        ServerTrust::Ca { ca, check_name } => {
-            Some((load_roots("upstream CA certificates", ca)?, check_name))
-        }
+        ServerTrust::Ca { ca, check_name } => Some((
+            pem::trust_anchors("upstream CA certificates", ca)?,
+            check_name,
+        )),
     };
     let verifier = UpstreamVerifier {
         roots,
@@ -161,8 +121,10 @@ pub fn upstream_connector(
         .with_custom_certificate_verifier(Arc::new(verifier));
     let config = match client_cert {
         None => builder.with_no_client_auth(),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(load_certs("client certificate", cert)?, load_key(key)?)?,
+        Some((cert, key)) => builder.with_client_auth_cert(
+            pem::certificates("client certificate", cert)?,
+            pem::private_key(key)?,
+        )?,
     };
     Ok(TlsConnector::from(Arc::new(config)))
 }
