@@ -763,3 +763,25 @@ fn each_execution_of_a_prepared_statement_is_held_on_its_own() {
         "{metrics}"
     );
 }
+
+/// `[holds] unmediated = true` in agent.toml turns holds on as `--hold-unmediated` does (the
+/// systemd unit runs `dbward run --config /etc/dbward/agent.toml` without the flag).
+#[test]
+fn holds_turned_on_in_agent_toml_hold_like_the_flag() {
+    let cluster = Cluster::start();
+    cluster.admin("CREATE TABLE held_by_config(x int)");
+    let policy = policy_dir();
+    let state = tempfile::tempdir().expect("state dir");
+    let state = state.path().join("held.json").display().to_string();
+    let agent = Agent::start_with_policy(
+        Some(cluster.pid),
+        "[holds]\nunmediated = true\n",
+        policy.path(),
+        &["--held-state", &state],
+    );
+    let client = spawn_psql(&cluster, "DROP TABLE held_by_config");
+    deny_hold(&agent, "held_by_config", "config holds");
+    let (ok, out) = finish(client, WAIT);
+    assert!(!ok, "denied DROP succeeded: {out}");
+    assert!(table_exists(&cluster, "held_by_config"), "denied DROP ran");
+}

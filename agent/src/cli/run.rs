@@ -55,10 +55,11 @@ pub struct RunArgs {
     /// Also print every event as a JSON line on stdout.
     #[arg(long)]
     pub stdout: bool,
-    /// Stop statements of sessions that bypass the shim in the kernel (SIGSTOP before
-    /// parsing) for a decision when the policy can hold or end them (`unmediated:
-    /// hold|terminate|block`); plain statements of kinds no rule could stop run without a
-    /// stop. Without it such statements are only recorded.
+    /// Stop statements of sessions that bypass the shim in the kernel (SIGSTOP before a
+    /// Query is parsed or an Execute runs) for a decision when the policy can hold or end
+    /// them (`unmediated: hold|terminate|block`); plain statements of kinds no rule could
+    /// stop run without a stop. Without it (or `[holds] unmediated = true` in agent.toml)
+    /// such statements are only recorded.
     #[arg(long)]
     pub hold_unmediated: bool,
     /// State file of backends stopped for a decision (resumed, fail closed, at start).
@@ -129,7 +130,8 @@ impl Publisher {
     }
 }
 
-async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCode> {
+    args.hold_unmediated |= config.holds.unmediated;
     let host = config.host();
     let socket = args
         .socket

@@ -46,6 +46,20 @@ pub struct AgentConfig {
     /// The Prometheus endpoint (absent: no metrics are served).
     #[serde(default)]
     pub metrics: Option<crate::metrics::MetricsConfig>,
+    /// Holding statements of sessions that bypass the shim in the kernel (default: off).
+    #[serde(default)]
+    pub holds: HoldsConfig,
+}
+
+/// `[holds]`: kernel holds for sessions that bypass the shim.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HoldsConfig {
+    /// Stop their statements in the kernel for a decision when policy can hold or end them
+    /// (`unmediated: hold|terminate|block`), as `dbward run --hold-unmediated` does. Off,
+    /// such statements are only recorded.
+    #[serde(default)]
+    pub unmediated: bool,
 }
 
 /// `[policy]`: where the policy files are.
@@ -243,6 +257,16 @@ mod tests {
         assert_eq!(named(cfg.unwrap()).as_deref(), Some("db1-shim"));
         let cfg = AgentConfig::parse(Path::new("a.toml"), "host = \"db1\"\n").unwrap();
         assert!(cfg.shim_config().is_none());
+    }
+
+    #[test]
+    fn holds_are_off_unless_the_file_turns_them_on() {
+        let off = AgentConfig::parse(Path::new("a.toml"), "").unwrap();
+        assert!(!off.holds.unmediated);
+        let on = AgentConfig::parse(Path::new("a.toml"), "[holds]\nunmediated = true\n").unwrap();
+        assert!(on.holds.unmediated);
+        let typo = AgentConfig::parse(Path::new("a.toml"), "[holds]\nunmediate = true\n");
+        assert!(typo.unwrap_err().to_string().contains("unmediated"));
     }
 
     #[test]
