@@ -233,31 +233,8 @@ async fn extended_pipeline_deny_discards_until_sync_and_rolls_back_the_batch() {
         ("s2", "DELETE FROM t"),
         ("s3", "INSERT INTO t VALUES (3)"),
     ] {
-        batch.extend_from_slice(
-            &Parse {
-                name: name.into(),
-                sql: sql.into(),
-                param_types: vec![],
-            }
-            .to_bytes(),
-        );
-        batch.extend_from_slice(
-            &Bind {
-                portal: String::new(),
-                statement: name.into(),
-                param_formats: vec![],
-                params: vec![],
-                result_formats: vec![],
-            }
-            .to_bytes(),
-        );
-        batch.extend_from_slice(
-            &Execute {
-                portal: String::new(),
-                max_rows: 0,
-            }
-            .to_bytes(),
-        );
+        batch.extend(parse(name, sql));
+        batch.extend(bind_execute(name).concat());
     }
     batch.extend_from_slice(b"S\0\0\0\x04");
     s.write_all(&batch).await.expect("pipeline");
@@ -331,6 +308,7 @@ async fn batch(
     }
 }
 
+/// A Parse of `sql` as statement `name` (no parameter types).
 fn parse(name: &str, sql: &str) -> Vec<u8> {
     Parse {
         name: name.into(),
@@ -341,6 +319,7 @@ fn parse(name: &str, sql: &str) -> Vec<u8> {
     .to_vec()
 }
 
+/// Bind of `statement` to the unnamed portal, then Execute of it (all rows).
 fn bind_execute(statement: &str) -> Vec<Vec<u8>> {
     vec![
         Bind {
@@ -431,32 +410,8 @@ async fn refused_execute_answers_at_flush_and_resumes_after_sync() {
     let gate = PrefixGate::default().deny("delete", "no deletes");
     let shim = start_shim(&pg, ShimOptions::new(Arc::new(gate))).await;
     let (mut s, mut buf) = raw_startup(shim.port()).await;
-    let mut batch = Vec::new();
-    batch.extend_from_slice(
-        &Parse {
-            name: String::new(),
-            sql: "DELETE FROM t".into(),
-            param_types: vec![],
-        }
-        .to_bytes(),
-    );
-    batch.extend_from_slice(
-        &Bind {
-            portal: String::new(),
-            statement: String::new(),
-            param_formats: vec![],
-            params: vec![],
-            result_formats: vec![],
-        }
-        .to_bytes(),
-    );
-    batch.extend_from_slice(
-        &Execute {
-            portal: String::new(),
-            max_rows: 0,
-        }
-        .to_bytes(),
-    );
+    let mut batch = parse("", "DELETE FROM t");
+    batch.extend(bind_execute("").concat());
     batch.extend_from_slice(b"H\0\0\0\x04");
     s.write_all(&batch).await.expect("execute and flush");
     let frames = read_until(&mut s, &mut buf, b'E').await;
@@ -468,15 +423,9 @@ async fn refused_execute_answers_at_flush_and_resumes_after_sync() {
     );
     let err = ErrorResponse::from_bytes(&frames[2][5..]).expect("error");
     assert_eq!(err.0.message(), Some("no deletes"));
-    s.write_all(
-        &Execute {
-            portal: String::new(),
-            max_rows: 0,
-        }
-        .to_bytes(),
-    )
-    .await
-    .expect("ignored execute");
+    s.write_all(&bind_execute("")[1])
+        .await
+        .expect("ignored execute");
     s.write_all(b"S\0\0\0\x04").await.expect("sync");
     let frames = read_until(&mut s, &mut buf, b'Z').await;
     assert_eq!(
@@ -504,24 +453,7 @@ async fn execute_of_statement_prepared_in_sql_is_refused() {
     .await
     .expect("prepare in sql");
     read_until(&mut s, &mut buf, b'Z').await;
-    let mut batch = Vec::new();
-    batch.extend_from_slice(
-        &Bind {
-            portal: String::new(),
-            statement: "sneaky".into(),
-            param_formats: vec![],
-            params: vec![],
-            result_formats: vec![],
-        }
-        .to_bytes(),
-    );
-    batch.extend_from_slice(
-        &Execute {
-            portal: String::new(),
-            max_rows: 0,
-        }
-        .to_bytes(),
-    );
+    let mut batch = bind_execute("sneaky").concat();
     batch.extend_from_slice(b"S\0\0\0\x04");
     s.write_all(&batch).await.expect("bind and execute");
     let frames = read_until(&mut s, &mut buf, b'Z').await;

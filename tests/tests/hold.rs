@@ -160,6 +160,15 @@ fn is_hold(e: &Value, marker: &str) -> bool {
     e["type"] == "hold" && e["sql"].as_str().is_some_and(|s| s.contains(marker))
 }
 
+/// The `decision` event of request `id`, once the agent has published it.
+fn decision_event(agent: &Agent, id: &str) -> Value {
+    let is_it = |e: &Value| e["type"] == "decision" && e["request_id"] == id;
+    let events = agent.wait_events(&format!("the decision of {id}"), WAIT, |events| {
+        events.iter().any(is_it)
+    });
+    events.into_iter().find(is_it).unwrap()
+}
+
 /// The process state letter of `pid` (`T` = stopped), or `None` once it is gone.
 fn proc_state(pid: u64) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -246,11 +255,7 @@ fn approved_statement_runs_after_the_hold() {
     let (ok, out) = finish(client, WAIT);
     assert!(ok, "approved DROP failed: {out}");
     assert!(!table_exists(&cluster, "held_approve"));
-    agent.wait_events("the approval decision", WAIT, |events| {
-        events
-            .iter()
-            .any(|e| e["type"] == "decision" && e["request_id"] == id && e["outcome"] == "approved")
-    });
+    assert_eq!(decision_event(&agent, id)["outcome"], "approved");
 }
 
 #[test]
@@ -272,15 +277,7 @@ fn denied_statement_never_runs_and_the_session_ends() {
         "{out}"
     );
     assert!(table_exists(&cluster, "held_deny"), "denied DROP ran");
-    let events = agent.wait_events("the denial decision", WAIT, |events| {
-        events
-            .iter()
-            .any(|e| e["type"] == "decision" && e["request_id"] == id)
-    });
-    let decision = events
-        .iter()
-        .find(|e| e["type"] == "decision" && e["request_id"] == id)
-        .unwrap();
+    let decision = decision_event(&agent, id);
     assert_eq!(decision["outcome"], "denied");
     assert_eq!(decision["action"], "terminated");
 }
@@ -345,15 +342,7 @@ fn a_held_backend_whose_client_disconnects_is_ended_without_running() {
     client.kill().expect("kill psql");
     let _ = client.wait();
 
-    let events = agent.wait_events("the cancelled hold", WAIT, |events| {
-        events
-            .iter()
-            .any(|e| e["type"] == "decision" && e["request_id"] == id)
-    });
-    let decision = events
-        .iter()
-        .find(|e| e["type"] == "decision" && e["request_id"] == id)
-        .unwrap();
+    let decision = decision_event(&agent, id);
     assert_eq!(decision["outcome"], "cancelled", "{decision}");
     assert!(
         wait_for(WAIT, || proc_state(pid).is_none().then_some(())).is_some(),
@@ -739,20 +728,17 @@ fn each_execution_of_a_prepared_statement_is_held_on_its_own() {
     );
     assert_eq!(ids().trim(), "2,3", "the denied execution ran");
 
-    let events = agent.wait_events("both decisions", WAIT, |events| {
-        events.iter().filter(|e| e["type"] == "decision").count() >= 2
-    });
-    let decision = |id: &str| {
-        events
-            .iter()
-            .find(|e| e["type"] == "decision" && e["request_id"] == id)
-            .unwrap_or_else(|| panic!("no decision for {id}"))
-            .clone()
-    };
-    assert_eq!(decision(&first_id)["outcome"], "approved");
-    assert_eq!(decision(&first_id)["action"], "resumed");
-    assert_eq!(decision(&second_id)["outcome"], "denied");
-    assert_eq!(decision(&second_id)["action"], "terminated");
+    let first = decision_event(&agent, &first_id);
+    assert_eq!(
+        (&first["outcome"], &first["action"]),
+        (&"approved".into(), &"resumed".into())
+    );
+    let second = decision_event(&agent, &second_id);
+    assert_eq!(
+        (&second["outcome"], &second["action"]),
+        (&"denied".into(), &"terminated".into())
+    );
+    let events = agent.events();
     // The DELETE's Parse was not held (no third request), and only its two executions
     // stopped: the four plain SELECT executions passed in the kernel.
     assert_eq!(events.iter().filter(|e| is_hold(e, marker)).count(), 2);
