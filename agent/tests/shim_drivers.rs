@@ -294,6 +294,11 @@ async fn batch(
     let mut out: Vec<u8> = messages.concat();
     out.extend_from_slice(b"S\0\0\0\x04");
     s.write_all(&out).await.expect("send batch");
+    answers(s, buf).await
+}
+
+/// The server's answers up to ReadyForQuery: their type bytes and the first error.
+async fn answers(s: &mut TcpStream, buf: &mut BytesMut) -> (String, Option<ErrorResponse>) {
     let mut types = String::new();
     let mut error = None;
     loop {
@@ -437,41 +442,66 @@ async fn refused_execute_answers_at_flush_and_resumes_after_sync() {
     shim.stop().await;
 }
 
+/// A simple-protocol query, answered up to ReadyForQuery: the type bytes and the first
+/// error.
+async fn query(
+    s: &mut TcpStream,
+    buf: &mut BytesMut,
+    sql: &str,
+) -> (String, Option<ErrorResponse>) {
+    let message = dbward_agent::protocol::postgres::Query { sql: sql.into() }.to_bytes();
+    s.write_all(&message).await.expect("send query");
+    answers(s, buf).await
+}
+
+/// A statement made with SQL `PREPARE` is judged by its text when run, through the
+/// protocol (Bind/Execute) and through SQL `EXECUTE`, and by its new text once deallocated
+/// and prepared again; one made by code in the server is unknown to the shim and refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn execute_of_statement_prepared_in_sql_is_refused() {
+async fn statements_prepared_in_sql_are_judged_by_their_text() {
     let pg = Pg::start();
     pg.psql_direct("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
     let gate = PrefixGate::default().deny("delete", "no deletes");
     let shim = start_shim(&pg, ShimOptions::new(Arc::new(gate))).await;
     let (mut s, mut buf) = raw_startup(shim.port()).await;
-    s.write_all(
-        &dbward_agent::protocol::postgres::Query {
-            sql: "PREPARE sneaky AS DELETE FROM t".into(),
-        }
-        .to_bytes(),
+    let (types, error) = query(&mut s, &mut buf, "PREPARE sneaky AS DELETE FROM t").await;
+    assert!(error.is_none(), "{types}: {error:?}");
+
+    let refused = |error: Option<ErrorResponse>| {
+        let error = error.expect("refused");
+        assert_eq!(error.0.code(), Some("42501"));
+        error.0.message().unwrap_or_default().to_owned()
+    };
+    let (_, error) = batch(&mut s, &mut buf, &bind_execute("sneaky")).await;
+    assert_eq!(refused(error), "no deletes", "protocol Execute");
+    let (_, error) = query(&mut s, &mut buf, "EXECUTE sneaky").await;
+    assert_eq!(refused(error), "no deletes", "SQL EXECUTE");
+    assert_eq!(pg.psql_direct("SELECT count(*) FROM t").trim(), "1");
+
+    // Prepared again under the same name after DEALLOCATE: judged by the new text.
+    let (types, error) = query(
+        &mut s,
+        &mut buf,
+        "DEALLOCATE sneaky; PREPARE sneaky AS SELECT id FROM t",
     )
-    .await
-    .expect("prepare in sql");
-    read_until(&mut s, &mut buf, b'Z').await;
-    let mut batch = bind_execute("sneaky").concat();
-    batch.extend_from_slice(b"S\0\0\0\x04");
-    s.write_all(&batch).await.expect("bind and execute");
-    let frames = read_until(&mut s, &mut buf, b'Z').await;
-    let err = frames
-        .iter()
-        .find(|f| f[0] == b'E')
-        .map(|f| ErrorResponse::from_bytes(&f[5..]).expect("error"))
-        .expect("refused");
-    assert_eq!(err.0.code(), Some("42501"));
-    assert!(
-        err.0.message().is_some_and(|m| m.contains("SQL PREPARE")),
-        "{err:?}"
-    );
-    assert_eq!(
-        pg.psql_direct("SELECT count(*) FROM t").trim(),
-        "1",
-        "the DELETE never ran"
-    );
+    .await;
+    assert!(error.is_none(), "{types}: {error:?}");
+    let (types, error) = batch(&mut s, &mut buf, &bind_execute("sneaky")).await;
+    assert!(error.is_none(), "{types}: {error:?}");
+    assert_eq!(types, "2DCZ");
+
+    // A statement made by code running in the server is unknown to the shim: refused.
+    let (_, error) = query(
+        &mut s,
+        &mut buf,
+        "DO $$ BEGIN EXECUTE 'PREPARE ghost AS DELETE FROM t'; END $$",
+    )
+    .await;
+    assert!(error.is_none(), "{error:?}");
+    let (_, error) = batch(&mut s, &mut buf, &bind_execute("ghost")).await;
+    let message = refused(error);
+    assert!(message.contains("did not see parsed"), "{message}");
+    assert_eq!(pg.psql_direct("SELECT count(*) FROM t").trim(), "1");
     shim.stop().await;
 }
 

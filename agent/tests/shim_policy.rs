@@ -398,7 +398,11 @@ fn prefix_gate_matches_after_leading_comment() {
     let gate = PrefixGate::default().deny("delete", "x");
     let facts = dbward_agent::shim::SessionFacts::default();
     let v = gate
-        .evaluate(&facts, "/* dbward-reason: y */ DELETE FROM t")
+        .evaluate(
+            &facts,
+            "/* dbward-reason: y */ DELETE FROM t",
+            &dbward_agent::policy::classify::NoPrepared,
+        )
         .expect("verdict");
     assert!(matches!(v, dbward_agent::shim::GateVerdict::Deny { .. }));
 }

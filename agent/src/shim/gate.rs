@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::policy::classify::PreparedStatements;
+
 /// What the agent knows about a session (see contracts.md, "Session facts").
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SessionFacts {
@@ -108,8 +110,14 @@ pub struct GateError(pub String);
 /// Decides what to do with each statement of a session.
 pub trait StatementGate: Send + Sync {
     /// The verdict for `sql` (one Query message's text, or one prepared statement's text at
-    /// Execute) in the session described by `session`.
-    fn evaluate(&self, session: &SessionFacts, sql: &str) -> Result<GateVerdict, GateError>;
+    /// Execute) in the session described by `session`, whose prepared statements are
+    /// `prepared` (for SQL `EXECUTE name`).
+    fn evaluate(
+        &self,
+        session: &SessionFacts,
+        sql: &str,
+        prepared: &dyn PreparedStatements,
+    ) -> Result<GateVerdict, GateError>;
 }
 
 /// A gate that forwards everything without audit (benchmarks, standalone runs).
@@ -117,7 +125,12 @@ pub trait StatementGate: Send + Sync {
 pub struct AllowAll;
 
 impl StatementGate for AllowAll {
-    fn evaluate(&self, _session: &SessionFacts, _sql: &str) -> Result<GateVerdict, GateError> {
+    fn evaluate(
+        &self,
+        _session: &SessionFacts,
+        _sql: &str,
+        _prepared: &dyn PreparedStatements,
+    ) -> Result<GateVerdict, GateError> {
         Ok(GateVerdict::Forward {
             audit: false,
             rule: None,

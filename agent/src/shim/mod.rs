@@ -39,7 +39,8 @@ use tokio_rustls::TlsAcceptor;
 pub use config::{ClientCert, ShimConfig, ShimConfigError, UnixListen, UpstreamTls};
 pub use events::{EventSink, ShimEvent, StatementEvent};
 pub use gate::{
-    AllowAll, ApprovalRule, GateError, GateVerdict, Principal, SessionFacts, StatementGate,
+    AllowAll, ApprovalRule, GateError, GateVerdict, PreparedStatements, Principal, SessionFacts,
+    StatementGate,
 };
 pub use identity::{NoPeerIdentity, PeerFacts, PeerIdentity};
 

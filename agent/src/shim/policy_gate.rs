@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::gate::{ApprovalRule, GateError, GateVerdict, Principal, SessionFacts, StatementGate};
+use super::gate::{
+    ApprovalRule, GateError, GateVerdict, PreparedStatements, Principal, SessionFacts,
+    StatementGate,
+};
 use crate::policy::store::PolicyStore;
 use crate::policy::{Decision, Facts, Outcome};
 
@@ -87,10 +90,15 @@ pub fn verdict_of(decision: &Decision) -> GateVerdict {
 }
 
 impl StatementGate for PolicyGate {
-    fn evaluate(&self, session: &SessionFacts, sql: &str) -> Result<GateVerdict, GateError> {
+    fn evaluate(
+        &self,
+        session: &SessionFacts,
+        sql: &str,
+        prepared: &dyn PreparedStatements,
+    ) -> Result<GateVerdict, GateError> {
         let policy = self.store.current();
         let decision = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            policy.evaluate(&facts_of(session), sql, SystemTime::now())
+            policy.evaluate_with(&facts_of(session), sql, SystemTime::now(), prepared)
         }))
         .map_err(|_| GateError("the policy engine failed on this statement".into()))?;
         Ok(verdict_of(&decision))
@@ -100,6 +108,7 @@ impl StatementGate for PolicyGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::classify::NoPrepared;
 
     const POLICY: &str = r#"
 identities:
@@ -145,12 +154,16 @@ rules:
     fn policy_outcomes_become_shim_verdicts() {
         let gate = PolicyGate::new(store());
         let v = gate
-            .evaluate(&session("psql"), "COPY t TO PROGRAM 'curl x'")
+            .evaluate(&session("psql"), "COPY t TO PROGRAM 'curl x'", &NoPrepared)
             .unwrap();
         assert!(matches!(v, GateVerdict::Deny { ref message, ref rule, .. }
             if message == "exports are forbidden" && rule.as_deref() == Some("no-program")));
         let v = gate
-            .evaluate(&session("ai-reporting"), "DROP TABLE customers")
+            .evaluate(
+                &session("ai-reporting"),
+                "DROP TABLE customers",
+                &NoPrepared,
+            )
             .unwrap();
         let GateVerdict::RequireApproval(rule) = v else {
             panic!("{v:?}")
@@ -164,7 +177,24 @@ rules:
             ("reporter", "ai_agent")
         );
         assert_eq!(principal.owner.as_deref(), Some("alice"));
-        let v = gate.evaluate(&session("psql"), "SELECT 1").unwrap();
+        let v = gate
+            .evaluate(&session("psql"), "SELECT 1", &NoPrepared)
+            .unwrap();
         assert!(matches!(v, GateVerdict::Forward { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn sql_execute_is_judged_by_the_statement_it_runs() {
+        let gate = PolicyGate::new(store());
+        let prepared: std::collections::HashMap<String, String> =
+            [("tidy".to_owned(), "DROP TABLE customers".to_owned())].into();
+        let v = gate
+            .evaluate(&session("ai-reporting"), "EXECUTE tidy", &prepared)
+            .unwrap();
+        let GateVerdict::RequireApproval(rule) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(rule.rule, "ai-ddl");
+        assert_eq!(rule.class.as_deref(), Some("ddl"));
     }
 }

@@ -19,6 +19,7 @@ use super::reason::{leading_reason, session_reason_change};
 use super::responses::{self, Refusal};
 use super::startup::{Established, SessionError};
 use super::statements::{Definition, MAX_DEFINITIONS, Statements};
+use crate::policy::classify::postgres::prepared::{PreparedChanges, prepared_changes};
 use crate::protocol::postgres::{CommandComplete, ErrorResponse, FromBytes, FrontendMessage};
 
 /// How the statement arrived.
@@ -62,6 +63,8 @@ struct Inflight {
     tags: Vec<String>,
     rows: Option<u64>,
     error: Option<String>,
+    /// What a Query does to the session's prepared statements once the server ran it.
+    prepared: PreparedChanges,
 }
 
 /// A refused Execute: client messages are dropped until Sync, as PostgreSQL does after an
@@ -248,6 +251,9 @@ impl Session {
         }
         match msg {
             FrontendMessage::Query(q) => {
+                // Names it drops are forgotten before it is judged (`EXECUTE` of a name the
+                // same query deallocates is then of unknown class).
+                self.statements.query_sent(&prepared_changes(&q.sql));
                 let sql: Arc<str> = Arc::from(q.sql);
                 return self.on_statement(Mode::Simple, sql, frame).await;
             }
@@ -326,7 +332,7 @@ impl Session {
         frame: Bytes,
     ) -> Result<Flow, SessionError> {
         let reason = leading_reason(&sql).or_else(|| self.reason.clone());
-        let verdict = self.ctx.gate.evaluate(&self.facts, &sql);
+        let verdict = self.ctx.gate.evaluate(&self.facts, &sql, &self.statements);
         let mut meta = Meta {
             verdict: Verdict::Deny,
             rule: None,
@@ -397,12 +403,12 @@ impl Session {
         frame: Bytes,
         meta: Meta,
     ) -> Result<(), SessionError> {
-        let sync_seq = match mode {
+        let (sync_seq, prepared) = match mode {
             Mode::Simple => {
                 self.syncs_sent += 1;
-                self.syncs_sent
+                (self.syncs_sent, prepared_changes(&sql))
             }
-            Mode::Extended => self.syncs_sent + 1,
+            Mode::Extended => (self.syncs_sent + 1, PreparedChanges::None),
         };
         self.inflight.push_back(Inflight {
             sql,
@@ -413,6 +419,7 @@ impl Session {
             tags: Vec::new(),
             rows: None,
             error: None,
+            prepared,
         });
         self.server_wr.write_all(&frame).await?;
         Ok(())
@@ -543,6 +550,8 @@ impl Session {
                 self.injections.retain(|i| i.sync_seq > done);
                 while self.inflight.front().is_some_and(|f| f.sync_seq <= done) {
                     if let Some(f) = self.inflight.pop_front() {
+                        let prepares = f.tags.iter().filter(|t| *t == "PREPARE").count();
+                        self.statements.query_done(&f.prepared, prepares);
                         self.emit_forwarded(f);
                     }
                 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use dbward_agent::approval::{ApprovalChannel, LocalApprovals};
 use dbward_agent::shim::{
-    ApprovalRule, GateError, GateVerdict, SessionFacts, Shim, ShimConfig, ShimEvent, StatementGate,
-    UnixListen,
+    ApprovalRule, GateError, GateVerdict, PreparedStatements, SessionFacts, Shim, ShimConfig,
+    ShimEvent, StatementGate, UnixListen,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -66,14 +66,25 @@ impl PrefixGate {
 }
 
 impl StatementGate for PrefixGate {
-    fn evaluate(&self, session: &SessionFacts, sql: &str) -> Result<GateVerdict, GateError> {
+    fn evaluate(
+        &self,
+        session: &SessionFacts,
+        sql: &str,
+        prepared: &dyn PreparedStatements,
+    ) -> Result<GateVerdict, GateError> {
         if let Ok(mut seen) = self.seen.lock() {
             seen.push((session.clone(), sql.to_owned()));
         }
         if self.broken {
             return Err(GateError("test gate is broken".into()));
         }
-        let text = sql.trim_start().to_lowercase();
+        let mut text = sql.trim_start().to_lowercase();
+        // SQL `EXECUTE name` is judged as the statement prepared under that name.
+        if let Some(name) = text.strip_prefix("execute ")
+            && let Some(body) = prepared.prepared_sql(name.trim().trim_end_matches(';'))
+        {
+            text = body.trim_start().to_lowercase();
+        }
         let text = match text.strip_prefix("/*") {
             Some(rest) => rest
                 .split_once("*/")

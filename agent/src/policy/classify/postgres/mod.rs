@@ -21,6 +21,7 @@ use super::functions::{self, Concern};
 use super::predicate;
 use super::{Class, Classification, Classifier, PreparedStatements};
 
+pub mod prepared;
 mod select;
 
 /// How deep SQL nested in SQL (EXECUTE of a prepared statement, DO bodies, dynamic SQL
