@@ -89,6 +89,9 @@ impl Payload {
 
     /// Whether a member named `key` is present.
     pub fn contains(&self, key: &str) -> bool {
+        if self.sorted {
+            return self.find(key).is_ok();
+        }
         self.entries.iter().any(|(k, _)| k == key)
     }
 
@@ -99,26 +102,36 @@ impl Payload {
 
     /// Removes every member named `key`.
     pub fn remove(&mut self, key: &str) {
+        if self.sorted {
+            if let Ok(at) = self.find(key) {
+                self.entries.remove(at);
+            }
+            return;
+        }
         self.entries.retain(|(k, _)| k != key);
     }
 
     /// Renames the members named `from` to `to` (replacing any `to`).
     pub fn rename(&mut self, from: &str, to: &'static str) {
-        if from == to || !self.contains(from) {
+        if from == to {
+            return;
+        }
+        if self.sorted {
+            // At most one member has that name.
+            let Ok(at) = self.find(from) else {
+                return;
+            };
+            let (_, range) = self.entries.remove(at);
+            self.set(Cow::Borrowed(to), range);
+            return;
+        }
+        if !self.contains(from) {
             return;
         }
         self.remove(to);
-        if self.sorted {
-            // Exactly one member has that name.
-            if let Some(at) = self.entries.iter().position(|(k, _)| k == from) {
-                let (_, range) = self.entries.remove(at);
-                self.place(Cow::Borrowed(to), range);
-            }
-        } else {
-            for (k, _) in &mut self.entries {
-                if k == from {
-                    *k = Cow::Borrowed(to);
-                }
+        for (k, _) in &mut self.entries {
+            if k == from {
+                *k = Cow::Borrowed(to);
             }
         }
     }
@@ -130,13 +143,28 @@ impl Payload {
         value: &V,
     ) -> Result<(), CanonicalError> {
         let key = key.into();
-        self.remove(&key);
         if !self.sorted {
+            self.remove(&key);
             return self.push(key, value);
         }
         let range = self.value(value)?;
-        self.place(key, range);
+        self.set(key, range);
         Ok(())
+    }
+
+    /// Where member `key` is, or where it would go, in key order (`sorted` only: a binary
+    /// search instead of a scan, as records are built and sealed by name).
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.entries
+            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+    }
+
+    /// Sets member `key` to the bytes at `range`, in key order (`sorted` only).
+    fn set(&mut self, key: Key, range: Range<usize>) {
+        match self.find(&key) {
+            Ok(at) => self.entries[at] = (key, range),
+            Err(at) => self.entries.insert(at, (key, range)),
+        }
     }
 
     /// An empty payload with room for `members`.
@@ -175,14 +203,6 @@ impl Payload {
         Ok(start..self.bytes.len())
     }
 
-    /// Puts a member whose key is not present at its place in key order (`sorted` only).
-    fn place(&mut self, key: Key, range: Range<usize>) {
-        let at = self
-            .entries
-            .partition_point(|(k, _)| k.as_bytes() < key.as_bytes());
-        self.entries.insert(at, (key, range));
-    }
-
     /// Sets member `key` to `value` unless it is present.
     pub fn insert_default<V: Serialize + ?Sized>(
         &mut self,
@@ -219,7 +239,9 @@ impl Payload {
         out.push(b'{');
         let mut first = true;
         for (i, (key, range)) in self.entries.iter().enumerate() {
-            if self.entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+            // Sorted entries have no duplicates; after the stable sort above, the last of
+            // equal keys wins.
+            if !self.sorted && self.entries.get(i + 1).is_some_and(|next| next.0 == *key) {
                 continue;
             }
             if !first {
