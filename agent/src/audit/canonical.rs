@@ -155,8 +155,7 @@ impl Payload {
     /// Where member `key` is, or where it would go, in key order (`sorted` only: a binary
     /// search instead of a scan, as records are built and sealed by name).
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.entries
-            .binary_search_by(|(k, _)| key_order(k, key))
+        self.entries.binary_search_by(|(k, _)| key_order(k, key))
     }
 
     /// Sets member `key` to the bytes at `range`, in key order (`sorted` only).
@@ -233,8 +232,7 @@ impl Payload {
     fn write_sorted(&mut self, out: &mut Vec<u8>) {
         if !self.sorted {
             // Entries are in insertion order, so a stable sort keeps the last duplicate last.
-            self.entries
-                .sort_by(|a, b| key_order(&a.0, &b.0));
+            self.entries.sort_by(|a, b| key_order(&a.0, &b.0));
         }
         out.push(b'{');
         let mut first = true;

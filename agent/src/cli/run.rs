@@ -353,6 +353,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         metrics,
     };
     let agent_pid = std::process::id();
+    let mut decisions = crate::policy::memo::DecisionMemo::new();
     let mut correlator = Correlator::new(host.clone(), Clock::now(), HostInspector);
     correlator.share_own_listener_clients(shim_ports, shim_clients);
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -396,7 +397,7 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                         }
                         CaptureMessage::Kernel(k) => correlator.handle(k).map(|mut e| {
                             if e.kind == Some(EventType::Statement) {
-                                pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid);
+                                pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid, &mut decisions);
                                 if holds.is_on()
                                     && let Some(pid) = e.backend_pid
                                     && holds.app_changed(pid, e.application_name.as_deref())
@@ -440,7 +441,12 @@ async fn agent(config: AgentConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
                                 let facts = (!from_shim).then(|| pipeline::facts_of(&event));
                                 holds.session_seen(pid, facts, &policy.current());
                             }
-                            (Some(EventType::SessionEnd), Some(pid)) => holds.session_ended(pid),
+                            (Some(EventType::SessionEnd), Some(pid)) => {
+                                holds.session_ended(pid);
+                                if let Some(id) = &event.session_id {
+                                    decisions.forget(id);
+                                }
+                            }
                             _ => {}
                         }
                         publisher.publish(event);
