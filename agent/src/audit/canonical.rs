@@ -228,6 +228,63 @@ impl Payload {
         self.write_sorted(out);
     }
 
+    /// Appends the canonical JSON of the object with `top`'s members added (replacing
+    /// members of the same name) and without a member named `omit`. Two payloads in key
+    /// order are merged as they are written: nothing is inserted or moved.
+    pub fn write_with(mut self, top: &Payload, omit: &str, out: &mut Vec<u8>) {
+        if !(self.sorted && top.sorted) {
+            self.remove(omit);
+            for (key, range) in &top.entries {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(&top.bytes[range.clone()]);
+                let range = start..self.bytes.len();
+                self.remove(key);
+                self.entries.push((key.clone(), range));
+                self.sorted = false;
+            }
+            return self.write_sorted(out);
+        }
+        let skip = self.find(omit).ok();
+        let (mut i, mut j) = (0, 0);
+        out.push(b'{');
+        let mut first = true;
+        loop {
+            if skip == Some(i) {
+                i += 1;
+                continue;
+            }
+            let mine = self.entries.get(i);
+            let theirs = top.entries.get(j);
+            let order = match (mine, theirs) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((a, _)), Some((b, _))) => key_order(a, b),
+            };
+            let (key, bytes) = match (order, mine, theirs) {
+                (std::cmp::Ordering::Less, Some((key, range)), _) => {
+                    i += 1;
+                    (key, &self.bytes[range.clone()])
+                }
+                (_, _, Some((key, range))) => {
+                    // Equal keys: `top`'s member replaces this one.
+                    i += usize::from(order.is_eq());
+                    j += 1;
+                    (key, &top.bytes[range.clone()])
+                }
+                _ => break,
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_str(key, out);
+            out.push(b':');
+            out.extend_from_slice(bytes);
+        }
+        out.push(b'}');
+    }
+
     /// Sorts the members if needed and appends the object's canonical JSON to `out`.
     fn write_sorted(&mut self, out: &mut Vec<u8>) {
         if !self.sorted {
@@ -916,6 +973,53 @@ mod tests {
             String::from_utf8(direct(&value)).unwrap(),
             String::from_utf8(via_value(&value)).unwrap()
         );
+    }
+
+    #[test]
+    fn writing_with_top_members_equals_inserting_them() {
+        #[derive(Serialize)]
+        struct Unsorted {
+            zeta: u8,
+            hash: &'static str,
+            alpha: u8,
+            seq: u8,
+        }
+        let sorted = || {
+            Payload::from_serialize(
+                &json!({"alpha": 1, "hash": "old", "id": "x", "seq": 9, "type": "t", "zz": 2}),
+            )
+            .unwrap()
+        };
+        let unsorted = || {
+            Payload::from_serialize(&Unsorted {
+                zeta: 1,
+                hash: "old",
+                alpha: 2,
+                seq: 9,
+            })
+            .unwrap()
+        };
+        let mut top = Payload::default();
+        top.insert("id", "h:3").unwrap();
+        top.insert("prev_hash", "00").unwrap();
+        top.insert("seq", &3).unwrap();
+        top.insert("ts", "now").unwrap();
+        for payload in [sorted(), unsorted(), Payload::default()] {
+            let mut inserted = payload.clone();
+            inserted.remove("hash");
+            for key in ["seq", "id", "ts", "prev_hash"] {
+                let value: Value = serde_json::from_slice(top.raw(key).unwrap()).unwrap();
+                inserted.insert(key, &value).unwrap();
+            }
+            let mut expected = Vec::new();
+            inserted.write(&mut expected);
+            let mut merged = Vec::new();
+            payload.write_with(&top, "hash", &mut merged);
+            assert_eq!(
+                String::from_utf8(merged).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
     }
 
     #[test]
