@@ -1,11 +1,13 @@
 //! The joins between stages: shim events → stream events, policy decisions for sessions
 //! that bypassed the shim, and stream events → audit records. Pure: no I/O.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::audit::Payload;
 use crate::audit::canonical::CanonicalError;
 use crate::event::{Event, EventType, format_ts};
+use crate::policy::memo::DecisionMemo;
 use crate::policy::{Facts, PolicySet};
 use crate::shim::events::{Action, ShimEvent, Verdict};
 
@@ -155,8 +157,14 @@ pub fn facts_of(event: &Event) -> Facts {
 /// Marks a kernel statement event: statements of the shim's own upstream sessions (client
 /// pid = this agent) are mediated, their decision is in the shim's event; every other
 /// statement bypassed the shim, so policy is evaluated here and its outcome recorded (the
-/// statement already ran: the action is `recorded`).
-pub fn judge_kernel_statement(event: &mut Event, policy: &PolicySet, agent_pid: u32) {
+/// statement already ran: the action is `recorded`). `memo` spares re-evaluating a
+/// session's repeated statement shapes.
+pub fn judge_kernel_statement(
+    event: &mut Event,
+    policy: &Arc<PolicySet>,
+    agent_pid: u32,
+    memo: &mut DecisionMemo,
+) {
     event.source = Some("kernel".into());
     let mediated = event
         .client
@@ -169,12 +177,12 @@ pub fn judge_kernel_statement(event: &mut Event, policy: &PolicySet, agent_pid: 
     let Some(sql) = event.sql.as_deref() else {
         return;
     };
-    let decision = policy.evaluate(&facts_of(event), sql, SystemTime::now());
-    event.outcome = Some(decision.outcome.name().into());
-    event.rule = decision.rule.clone();
-    event.class = Some(decision.classification.class.name().into());
-    event.principal = Some(decision.principal.name.clone());
-    event.principal_kind = Some(decision.principal.kind.name().into());
+    let judged = memo.judge(policy, facts_of(event), sql, SystemTime::now());
+    event.outcome = Some(judged.outcome.into());
+    event.rule = judged.rule;
+    event.class = Some(judged.class.into());
+    event.principal = Some(judged.principal);
+    event.principal_kind = Some(judged.principal_kind.into());
     event.action = Some("recorded".into());
 }
 
@@ -264,14 +272,14 @@ rules:
         }
     }
 
-    fn policy() -> PolicySet {
-        PolicySet::from_sources(&[("p.yaml".into(), POLICY.into())]).unwrap()
+    fn policy() -> Arc<PolicySet> {
+        Arc::new(PolicySet::from_sources(&[("p.yaml".into(), POLICY.into())]).unwrap())
     }
 
     #[test]
     fn unmediated_statements_get_the_policy_outcome_recorded() {
         let mut e = statement(77, "ai-reporting", "DROP TABLE customers");
-        judge_kernel_statement(&mut e, &policy(), 1);
+        judge_kernel_statement(&mut e, &policy(), 1, &mut DecisionMemo::new());
         assert_eq!(e.unmediated, Some(true));
         assert_eq!(e.outcome.as_deref(), Some("require_approval"));
         assert_eq!(e.rule.as_deref(), Some("ai-ddl"));
@@ -282,7 +290,7 @@ rules:
     #[test]
     fn the_shims_own_upstream_sessions_are_mediated() {
         let mut e = statement(1, "ai-reporting", "DROP TABLE customers");
-        judge_kernel_statement(&mut e, &policy(), 1);
+        judge_kernel_statement(&mut e, &policy(), 1, &mut DecisionMemo::new());
         assert_eq!(e.unmediated, Some(false));
         assert_eq!(e.outcome, None);
     }

@@ -99,15 +99,14 @@ pub struct Sealed {
 /// The hash is the hex sha256 of the canonical JSON of the record without `hash`; the line is
 /// that canonical JSON with `"hash":"…"` appended as the last member.
 pub fn seal(header: &Header<'_>, payload: impl Into<Payload>) -> Sealed {
-    let mut payload = payload.into();
-    payload.remove("hash");
     // Header members replace payload members of the same name; none of these can fail.
-    let _ = payload.insert("seq", &header.seq);
-    let _ = payload.insert("id", &record_id(header.host, header.seq));
-    let _ = payload.insert("ts", header.ts);
-    let _ = payload.insert("prev_hash", header.prev_hash);
-    let mut line = Vec::with_capacity(512);
-    payload.write(&mut line);
+    let mut members = Payload::default();
+    let _ = members.insert("id", &record_id(header.host, header.seq));
+    let _ = members.insert("prev_hash", header.prev_hash);
+    let _ = members.insert("seq", &header.seq);
+    let _ = members.insert("ts", header.ts);
+    let mut line = Vec::with_capacity(1024);
+    payload.into().write_with(&members, "hash", &mut line);
     let hash = sha256_hex(&line);
     append_hash(&mut line, &hash);
     line.push(b'\n');

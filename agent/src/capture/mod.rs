@@ -23,6 +23,14 @@ use loader::{LoadError, Loader};
 /// How often the ring is drained when the kernel did not wake us.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(5);
 
+/// Most messages in one [`CaptureBatch`]. The channel to the correlator holds batches, so
+/// its capacity times this bounds what is queued.
+pub const MAX_BATCH: usize = 1024;
+
+/// Messages handed to the correlator together: one channel send (and at most one wake-up of
+/// the receiver) for everything a drain of the ring found, instead of one per record.
+pub type CaptureBatch = Vec<CaptureMessage>;
+
 /// Reads every record currently in the ring (the ring must be drained completely).
 fn drain_ring(ring: &mut RingBuf<MapData>) -> Vec<Result<KernelEvent, String>> {
     let mut batch = Vec::new();
@@ -168,10 +176,11 @@ impl Capture {
 
     /// Discovers the clusters running now, then reads events until `tx` closes or `stop`
     /// turns true; on `stop` it drains what the kernel has buffered first, so that a clean
-    /// shutdown loses no statement.
+    /// shutdown loses no statement. Messages are sent in order, in batches of at most
+    /// [`MAX_BATCH`].
     pub async fn run(
         mut self,
-        tx: mpsc::Sender<CaptureMessage>,
+        tx: mpsc::Sender<CaptureBatch>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), LoadError> {
         let (postmasters, backends) = discover::scan();
@@ -183,7 +192,11 @@ impl Capture {
                 continue;
             }
             self.adopt(pm)?;
-            if tx.send(CaptureMessage::Cluster(pm.clone())).await.is_err() {
+            if tx
+                .send(vec![CaptureMessage::Cluster(pm.clone())])
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
         }
@@ -192,7 +205,11 @@ impl Capture {
                 continue;
             }
             self.loader.watch_backend(backend.pid, backend.postmaster)?;
-            if tx.send(CaptureMessage::Existing(backend)).await.is_err() {
+            if tx
+                .send(vec![CaptureMessage::Existing(backend)])
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
         }
@@ -222,7 +239,7 @@ impl Capture {
                 }
                 _ = tick.tick() => {
                     for pm in self.poll_pending() {
-                        if tx.send(CaptureMessage::Cluster(pm)).await.is_err() {
+                        if tx.send(vec![CaptureMessage::Cluster(pm)]).await.is_err() {
                             return Ok(());
                         }
                     }
@@ -233,7 +250,7 @@ impl Capture {
                         .collect();
                     if drops != last_drops {
                         last_drops = drops.clone();
-                        if tx.send(CaptureMessage::Drops(drops)).await.is_err() {
+                        if tx.send(vec![CaptureMessage::Drops(drops)]).await.is_err() {
                             return Ok(());
                         }
                     }
@@ -248,21 +265,26 @@ impl Capture {
         }
     }
 
-    /// Sends decoded records on; `false` when the receiver is gone.
+    /// Sends decoded records on, in batches; `false` when the receiver is gone.
     async fn forward(
         &mut self,
         batch: Vec<Result<KernelEvent, String>>,
-        tx: &mpsc::Sender<CaptureMessage>,
+        tx: &mpsc::Sender<CaptureBatch>,
     ) -> bool {
-        for item in batch {
-            let message = match item {
-                Ok(event) => {
-                    self.observe(&event);
-                    CaptureMessage::Kernel(event)
-                }
-                Err(e) => CaptureMessage::Undecodable(e),
-            };
-            if tx.send(message).await.is_err() {
+        let mut items = batch.into_iter().peekable();
+        while items.peek().is_some() {
+            let messages: CaptureBatch = items
+                .by_ref()
+                .take(MAX_BATCH)
+                .map(|item| match item {
+                    Ok(event) => {
+                        self.observe(&event);
+                        CaptureMessage::Kernel(event)
+                    }
+                    Err(e) => CaptureMessage::Undecodable(e),
+                })
+                .collect();
+            if tx.send(messages).await.is_err() {
                 return false;
             }
         }

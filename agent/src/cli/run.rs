@@ -18,7 +18,7 @@ use crate::approval::local::LocalApprovals;
 use crate::approval::remote::RemoteApprovals;
 use crate::audit::{AuditEvent, AuditLog, AuditOptions};
 use crate::capture::decode::KernelEvent;
-use crate::capture::{Capture, CaptureMessage, Targets};
+use crate::capture::{Capture, CaptureBatch, CaptureMessage, Targets};
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
 use crate::control::status::{SharedStatus, StatusView};
 use crate::enforce::state::StateFile;
@@ -126,7 +126,10 @@ impl Publisher {
         }
         self.published += 1;
         self.metrics.observe(&event);
-        let _ = self.live.send(Arc::new(event));
+        // Nobody tails most of the time: the event is then dropped here, not shared.
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(Arc::new(event));
+        }
     }
 }
 
@@ -320,7 +323,9 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
     }
 
     let (live, _) = broadcast::channel::<Arc<Event>>(65536);
-    let (capture_tx, mut capture_rx) = mpsc::channel::<CaptureMessage>(65536);
+    // Batches of up to `MAX_BATCH` messages: at most 65536 messages queued.
+    let (capture_tx, mut capture_rx) =
+        mpsc::channel::<CaptureBatch>(65536 / crate::capture::MAX_BATCH);
     let (capture_stop, capture_stop_rx) = watch::channel(false);
     let mut capture_task = tokio::spawn(capture.run(capture_tx, capture_stop_rx));
     // After SIGTERM/SIGINT the capture drains the kernel's buffer and ends; the loop records
@@ -350,6 +355,7 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
         metrics,
     };
     let agent_pid = std::process::id();
+    let mut decisions = crate::policy::memo::DecisionMemo::new();
     let mut correlator = Correlator::new(host.clone(), Clock::now(), HostInspector);
     correlator.share_own_listener_clients(shim_ports, shim_clients);
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -357,8 +363,8 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
     let mut drops_total = std::collections::BTreeMap::new();
     let result = loop {
         tokio::select! {
-            message = capture_rx.recv() => {
-                let Some(message) = message else {
+            batch = capture_rx.recv() => {
+                let Some(batch) = batch else {
                     if stopping.is_some() {
                         break Ok(());
                     }
@@ -369,78 +375,85 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
                     };
                     break Err(anyhow::anyhow!("the kernel capture stopped: {cause}"));
                 };
-                let event = match message {
-                    CaptureMessage::Kernel(held @ KernelEvent::Held { origin, at_execute, buf_addr, full_len, .. }) => {
-                        let backend = HeldBackend { pid: origin.pid, buf_addr, len: full_len as usize, at_execute };
-                        publisher.metrics.kernel_stop(at_execute);
-                        match correlator.handle(held) {
-                            // The shim's own upstream session: the shim already decided.
-                            Some(e) if e.client.as_ref().and_then(|c| c.pid) == Some(agent_pid) => {
-                                let _ = crate::enforce::neutralise::resume(backend.pid);
+                for message in batch {
+                    let event = match message {
+                        CaptureMessage::Kernel(held @ KernelEvent::Held { origin, at_execute, buf_addr, full_len, .. }) => {
+                            let backend = HeldBackend { pid: origin.pid, buf_addr, len: full_len as usize, at_execute };
+                            publisher.metrics.kernel_stop(at_execute);
+                            match correlator.handle(held) {
+                                // The shim's own upstream session: the shim already decided.
+                                Some(e) if e.client.as_ref().and_then(|c| c.pid) == Some(agent_pid) => {
+                                    let _ = crate::enforce::neutralise::resume(backend.pid);
+                                }
+                                Some(e) => {
+                                    let facts = pipeline::facts_of(&e);
+                                    let sql = e.sql.clone().unwrap_or_default();
+                                    let decision = policy.current().evaluate(&facts, &sql, std::time::SystemTime::now());
+                                    enforcer.on_held(backend, e, decision);
+                                }
+                                None => {
+                                    warn!(pid = backend.pid, "held backend without an event: resuming it");
+                                    let _ = crate::enforce::neutralise::resume(backend.pid);
+                                }
                             }
-                            Some(e) => {
-                                let facts = pipeline::facts_of(&e);
-                                let sql = e.sql.clone().unwrap_or_default();
-                                let decision = policy.current().evaluate(&facts, &sql, std::time::SystemTime::now());
-                                enforcer.on_held(backend, e, decision);
-                            }
-                            None => {
-                                warn!(pid = backend.pid, "held backend without an event: resuming it");
-                                let _ = crate::enforce::neutralise::resume(backend.pid);
-                            }
+                            None
                         }
-                        None
-                    }
-                    CaptureMessage::Kernel(k) => correlator.handle(k).map(|mut e| {
-                        if e.kind == Some(EventType::Statement) {
-                            pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid);
-                            if holds.is_on()
-                                && let Some(pid) = e.backend_pid
-                                && holds.app_changed(pid, e.application_name.as_deref())
-                            {
-                                // The kernel fell back to the default mask at the change.
-                                holds.session_seen(pid, Some(pipeline::facts_of(&e)), &policy.current());
+                        CaptureMessage::Kernel(k) => correlator.handle(k).map(|mut e| {
+                            if e.kind == Some(EventType::Statement) {
+                                pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid, &mut decisions);
+                                if holds.is_on()
+                                    && let Some(pid) = e.backend_pid
+                                    && holds.app_changed(pid, e.application_name.as_deref())
+                                {
+                                    // The kernel fell back to the default mask at the change.
+                                    holds.session_seen(pid, Some(pipeline::facts_of(&e)), &policy.current());
+                                }
+                            } else {
+                                e.source = Some("kernel".into());
                             }
-                        } else {
-                            e.source = Some("kernel".into());
-                        }
-                        e
-                    }),
-                    CaptureMessage::Cluster(pm) => {
-                        correlator.add_postmaster(pm.pid, pm.port, pm.socket.as_ref().map(|p| p.display().to_string()));
-                        if let Ok(mut s) = status.lock() {
-                            let binary = pm.exe.display().to_string();
-                            if !s.attached_binaries.contains(&binary) {
-                                s.attached_binaries.push(binary);
+                            e
+                        }),
+                        CaptureMessage::Cluster(pm) => {
+                            correlator.add_postmaster(pm.pid, pm.port, pm.socket.as_ref().map(|p| p.display().to_string()));
+                            if let Ok(mut s) = status.lock() {
+                                let binary = pm.exe.display().to_string();
+                                if !s.attached_binaries.contains(&binary) {
+                                    s.attached_binaries.push(binary);
+                                }
+                                let port = pm.port.map_or_else(|| "?".to_owned(), |p| p.to_string());
+                                let dir = pm.data_dir.as_ref().map_or_else(String::new, |d| d.display().to_string());
+                                s.clusters.insert(pm.pid, format!("port {port} {dir}"));
                             }
-                            let port = pm.port.map_or_else(|| "?".to_owned(), |p| p.to_string());
-                            let dir = pm.data_dir.as_ref().map_or_else(String::new, |d| d.display().to_string());
-                            s.clusters.insert(pm.pid, format!("port {port} {dir}"));
+                            Some(cluster_event(&host, &pm))
                         }
-                        Some(cluster_event(&host, &pm))
-                    }
-                    CaptureMessage::Existing(backend) => correlator.add_existing(&backend, crate::session::monotonic_ns()),
-                    CaptureMessage::Drops(drops) => {
-                        warn!(?drops, "the kernel dropped events (ring buffer full)");
-                        drops_total = drops.clone();
-                        Some(correlator.drops_event(drops))
-                    }
-                    CaptureMessage::Undecodable(e) => {
-                        warn!(error = %e, "undecodable kernel record");
-                        None
-                    }
-                };
-                if let Some(event) = event {
-                    match (event.kind, event.backend_pid) {
-                        (Some(EventType::SessionStart), Some(pid)) => {
-                            let from_shim = event.client.as_ref().and_then(|c| c.pid) == Some(agent_pid);
-                            let facts = (!from_shim).then(|| pipeline::facts_of(&event));
-                            holds.session_seen(pid, facts, &policy.current());
+                        CaptureMessage::Existing(backend) => correlator.add_existing(&backend, crate::session::monotonic_ns()),
+                        CaptureMessage::Drops(drops) => {
+                            warn!(?drops, "the kernel dropped events (ring buffer full)");
+                            drops_total = drops.clone();
+                            Some(correlator.drops_event(drops))
                         }
-                        (Some(EventType::SessionEnd), Some(pid)) => holds.session_ended(pid),
-                        _ => {}
+                        CaptureMessage::Undecodable(e) => {
+                            warn!(error = %e, "undecodable kernel record");
+                            None
+                        }
+                    };
+                    if let Some(event) = event {
+                        match (event.kind, event.backend_pid) {
+                            (Some(EventType::SessionStart), Some(pid)) => {
+                                let from_shim = event.client.as_ref().and_then(|c| c.pid) == Some(agent_pid);
+                                let facts = (!from_shim).then(|| pipeline::facts_of(&event));
+                                holds.session_seen(pid, facts, &policy.current());
+                            }
+                            (Some(EventType::SessionEnd), Some(pid)) => {
+                                holds.session_ended(pid);
+                                if let Some(id) = &event.session_id {
+                                    decisions.forget(id);
+                                }
+                            }
+                            _ => {}
+                        }
+                        publisher.publish(event);
                     }
-                    publisher.publish(event);
                 }
             }
             _ = shim_drain.tick(), if shim_open => loop {

@@ -9,6 +9,7 @@ pub mod facts;
 pub mod glob;
 pub mod identity;
 mod load;
+pub mod memo;
 pub mod model;
 pub mod outcome;
 mod rule;
@@ -150,6 +151,21 @@ impl PolicySet {
                 .rules
                 .iter()
                 .any(|r| stops(r.unmediated_effect()) && may_match(r))
+    }
+
+    /// Whether `decision` (made by this policy set) would be the same at any other time:
+    /// every rule with a time window failed on another condition. A rule checks its time
+    /// window last, so a rule that failed before it fails whatever the time.
+    pub fn decided_regardless_of_time(&self, decision: &Decision) -> bool {
+        self.rules.len() == decision.explanation.len()
+            && self
+                .rules
+                .iter()
+                .zip(&decision.explanation)
+                .all(|(rule, trace)| {
+                    rule.conditions.time.is_none()
+                        || trace.failed.is_some_and(|c| c != Condition::Time)
+                })
     }
 
     /// The outcome for statements no rule matches.
