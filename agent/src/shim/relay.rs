@@ -107,6 +107,9 @@ pub(super) struct Session {
     stash: Vec<Bytes>,
     nonce: String,
     refusals: u64,
+    /// What the Query being handled does to the prepared statements, read once when it
+    /// arrives; [`Session::forward`] takes it into the Query's [`Inflight`].
+    query_prepared: PreparedChanges,
 }
 
 impl Session {
@@ -137,6 +140,7 @@ impl Session {
             stash: Vec::new(),
             nonce: Uuid::new_v4().simple().to_string(),
             refusals: 0,
+            query_prepared: PreparedChanges::None,
         }
     }
 
@@ -253,7 +257,8 @@ impl Session {
             FrontendMessage::Query(q) => {
                 // Names it drops are forgotten before it is judged (`EXECUTE` of a name the
                 // same query deallocates is then of unknown class).
-                self.statements.query_sent(&prepared_changes(&q.sql));
+                self.query_prepared = prepared_changes(&q.sql);
+                self.statements.query_sent(&self.query_prepared);
                 let sql: Arc<str> = Arc::from(q.sql);
                 return self.on_statement(Mode::Simple, sql, frame).await;
             }
@@ -406,7 +411,7 @@ impl Session {
         let (sync_seq, prepared) = match mode {
             Mode::Simple => {
                 self.syncs_sent += 1;
-                (self.syncs_sent, prepared_changes(&sql))
+                (self.syncs_sent, std::mem::take(&mut self.query_prepared))
             }
             Mode::Extended => (self.syncs_sent + 1, PreparedChanges::None),
         };

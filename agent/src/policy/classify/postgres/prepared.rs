@@ -26,9 +26,10 @@ pub enum PreparedChange {
 }
 
 /// What a query string does to the session's prepared statements.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum PreparedChanges {
     /// Nothing (the common case, found without parsing).
+    #[default]
     None,
     /// These changes, in order.
     Some(Vec<PreparedChange>),
