@@ -178,6 +178,16 @@ pub const HELD_AT_PARSE: u8 = 0;
 /// rewriting its text.
 pub const HELD_AT_EXECUTE: u8 = 1;
 
+/// Attach cookie of the `report_site` program: the `call pgstat_report_activity` in
+/// `exec_simple_query` (a `Query` message, before it is parsed).
+pub const SITE_QUERY: u64 = 1;
+/// Attach cookie of the `report_site` program: the call in `exec_execute_message` (an
+/// `Execute` message, before its portal runs).
+pub const SITE_EXECUTE: u64 = 2;
+/// Attach cookie of the `report_site` program: the call in `exec_replication_command` (a
+/// replication command, already parsed: recorded as a `Query`, never held).
+pub const SITE_REPLICATION: u64 = 3;
+
 /// Bytes of a [`HeldEvent`] before `text`.
 pub const HELD_FIXED: usize = core::mem::size_of::<HeldEvent>() - MAX_STATEMENT;
 

@@ -1,12 +1,14 @@
 //! dbward's kernel programs: PostgreSQL statement and session capture.
 //!
-//! - uprobes in the server binary: `pq_getbyte` (return: which frontend message is being
-//!   served), `pgstat_report_activity` (the statement text, once per `Query` / `Execute`),
-//!   `InitPostgres` (database and role; its return marks the session ready),
-//!   `pgstat_report_appname` (`application_name`), `pg_parse_query` (stops backends flagged
-//!   in `HOLD_SESSIONS` before each statement of a `Query` message is parsed, except plain
-//!   ones whose first keyword is in `PASS_KEYWORDS`; `pgstat_report_activity` does the same
-//!   for each `Execute`).
+//! - uprobes in the server binary: the statement text once per `Query` / `Execute`, either
+//!   from `report_site` on the `call pgstat_report_activity` instructions of the callers that
+//!   run statements (*direct* points, one hit per statement, found by the agent), or
+//!   (*classic* points) from `pgstat_report_activity` itself with `pq_getbyte`'s return
+//!   telling which message is served; `InitPostgres` (database and role; its return marks
+//!   the session ready), `pgstat_report_appname` (`application_name`). Backends flagged in
+//!   `HOLD_SESSIONS` stop before each statement of a `Query` is parsed (`report_site`, or
+//!   `pg_parse_query` with classic points) and before each `Execute` runs, except plain
+//!   statements whose first keyword is in `PASS_KEYWORDS`.
 //! - tracepoints: `accept`/`accept4` of watched postmasters (client address), fork and exit of
 //!   their children (backend lifecycle), `connect` of local clients to watched ports and
 //!   sockets (client identity), `exec` of binaries named like PostgreSQL (new clusters).
@@ -26,15 +28,16 @@ use agent_common::{
     AcceptEvent, COMM_LEN, ConnectEvent, DROP_SLOTS, EventHeader, EventKind, ExecEvent, ExitEvent,
     ForkEvent, HELD_AT_EXECUTE, HELD_AT_PARSE, HELD_FIXED, HOLD_EXEMPT, HOLD_PASS_ALL,
     HOLD_PASS_MASK, HeldEvent, KEYWORD_LEN, LoginEvent, MAX_MEASURED_STATEMENT, MAX_STATEMENT,
-    NAME_LEN, NameEvent, RING_BYTES, RawSockAddr, STATEMENT_FIXED, STMT_LEN_LOWER_BOUND,
-    STMT_TRUNCATED, StatementEvent, UNIX_PATH_LEN,
+    NAME_LEN, NameEvent, RING_BYTES, RawSockAddr, SITE_EXECUTE, SITE_QUERY, SITE_REPLICATION,
+    STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED, StatementEvent, UNIX_PATH_LEN,
 };
 use aya_ebpf::{
+    EbpfContext as _,
     bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_current_cgroup_id, bpf_send_signal},
+        generated::{bpf_get_attach_cookie, bpf_get_current_cgroup_id, bpf_send_signal},
     },
     macros::{map, tracepoint, uprobe, uretprobe},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -203,25 +206,52 @@ pub fn pq_getbyte_ret(ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// `pgstat_report_activity(BackendState state, const char *cmd_str)`.
+/// `pgstat_report_activity(BackendState state, const char *cmd_str)` (the *classic* points):
+/// every report, with the message being served (from `pq_getbyte`) telling which ones run a
+/// statement.
 #[uprobe]
 pub fn pgstat_report_activity(ctx: ProbeContext) -> u32 {
-    let _ = try_report_activity(&ctx);
-    0
-}
-
-fn try_report_activity(ctx: &ProbeContext) -> Result<(), i64> {
-    let state: u32 = ctx.arg(0).ok_or(1)?;
-    let text: *const u8 = ctx.arg(1).ok_or(1)?;
-    if state != STATE_RUNNING || text.is_null() || !in_watched_backend() {
-        return Ok(());
-    }
     // Bind and Parse report the statement too; only Query and Execute run it. A backend
     // that was already waiting in `pq_getbyte` when the probes were attached has no entry
     // yet (0): report its statement rather than lose it.
     let message = current_message();
     if message != b'Q' && message != b'E' && message != 0 {
-        return Ok(());
+        return 0;
+    }
+    let _ = report_statement(&ctx, message, message == b'E');
+    0
+}
+
+/// A `call pgstat_report_activity` instruction in one of the callers that run statements
+/// (the *direct* points, one hit per statement; see the agent's `capture::points`). The
+/// attach cookie says which: [`SITE_QUERY`], [`SITE_EXECUTE`] or [`SITE_REPLICATION`]. At
+/// the call the arguments are in their registers, as at a function entry.
+#[uprobe]
+pub fn report_site(ctx: ProbeContext) -> u32 {
+    // SAFETY: helper reading this attachment's cookie.
+    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let _ = match site {
+        SITE_QUERY => report_statement(&ctx, b'Q', false).and_then(|text| match hold_pass() {
+            Some(pass) => hold_statement(text, pass, HELD_AT_PARSE),
+            None => Ok(()),
+        }),
+        SITE_EXECUTE => report_statement(&ctx, b'E', true).map(|_| ()),
+        SITE_REPLICATION => report_statement(&ctx, b'Q', false).map(|_| ()),
+        _ => Ok(()),
+    };
+    0
+}
+
+/// Sends the statement reported by `pgstat_report_activity(STATE_RUNNING, text)` (the
+/// probe's arguments) as a [`StatementEvent`] for `message`; an `Execute` (`execute`) of a
+/// flagged backend then stops here, before its portal runs, as a `Query` stops before it
+/// is parsed. Returns the text's address.
+#[inline(always)]
+fn report_statement(ctx: &ProbeContext, message: u8, execute: bool) -> Result<*const u8, i64> {
+    let state: u32 = ctx.arg(0).ok_or(1)?;
+    let text: *const u8 = ctx.arg(1).ok_or(1)?;
+    if state != STATE_RUNNING || text.is_null() || !in_watched_backend() {
+        return Err(1);
     }
     let event = STATEMENT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
     // SAFETY: the per-CPU slot is ours for the duration of this program.
@@ -248,14 +278,10 @@ fn try_report_activity(ctx: &ProbeContext) -> Result<(), i64> {
     if EVENTS.output::<[u8]>(bytes, wakeup(false)).is_err() {
         count_drop(EventKind::Statement);
     }
-    // An Execute of a flagged backend stops here, before its portal runs, as a `Query`
-    // stops before it is parsed: after its statement event, like a `Query`'s.
-    if message == b'E'
-        && let Some(pass) = hold_pass()
-    {
+    if execute && let Some(pass) = hold_pass() {
         hold_statement(text, pass, HELD_AT_EXECUTE)?;
     }
-    Ok(())
+    Ok(text)
 }
 
 /// Length of a statement longer than the capture size, measured in chunks up to

@@ -52,8 +52,31 @@ async fn connect(conninfo: &str) -> tokio_postgres::Client {
 
 #[test]
 fn every_statement_is_captured_once_with_its_session_identity() {
+    // Debian's PostgreSQL 15 carries the USDT note, so `auto` finds direct points.
+    every_statement_is_captured_once("auto", "Direct");
+}
+
+#[test]
+fn the_classic_statement_points_capture_every_statement_once_too() {
+    every_statement_is_captured_once("classic", "Classic");
+}
+
+/// Runs every kind of client against a cluster watched by an agent with
+/// `--statement-points points` (which must attach `attached` points) and checks that each
+/// statement is reported exactly once with its identity.
+fn every_statement_is_captured_once(points: &str, attached: &str) {
     let cluster = Cluster::start();
-    let agent = Agent::start(Some(cluster.pid), &[]);
+    let agent = Agent::start(Some(cluster.pid), &["--statement-points", points]);
+    let wanted = format!("statement_points={attached}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !agent.stderr().contains(&wanted) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not attach {attached} statement points: {}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let tcp = format!(
         "{} application_name=e2e-tcp",
@@ -66,6 +89,15 @@ fn every_statement_is_captured_once_with_its_session_identity() {
         cluster.unix_url("postgres", "postgres")
     );
     let unix_pid = psql_pid(&unix, "SELECT 'unix-marker'");
+    // A walsender: a replication command, and SQL on a logical replication connection
+    // (which PostgreSQL first offers to the replication grammar).
+    let replication = format!(
+        "{} replication=database application_name=e2e-walsender",
+        cluster.unix_url("postgres", "postgres")
+    );
+    let identified = cluster.psql(&replication, &["-c", "IDENTIFY_SYSTEM"]);
+    assert!(!identified.is_empty(), "IDENTIFY_SYSTEM answered nothing");
+    cluster.psql(&replication, &["-c", "SELECT 'walsender-sql-marker'"]);
     let tls = format!(
         "{} sslmode=require application_name=e2e-tls",
         cluster.tcp_url("postgres", "postgres")
@@ -121,6 +153,8 @@ fn every_statement_is_captured_once_with_its_session_identity() {
         ("multi-a-marker".to_owned(), 1),
         ("unix-marker".to_owned(), 1),
         ("tls-marker".to_owned(), 1),
+        ("IDENTIFY_SYSTEM".to_owned(), 1),
+        ("walsender-sql-marker".to_owned(), 1),
         ("prepared_marker".to_owned(), 100),
     ]
     .into_iter()

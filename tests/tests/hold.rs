@@ -65,12 +65,29 @@ fn start_agent(cluster: &Cluster, policy: &Path, state: &Path) -> Agent {
 }
 
 fn start_agent_with_config(cluster: &Cluster, config: &str, policy: &Path, state: &Path) -> Agent {
+    start_agent_with_points(cluster, config, policy, state, "auto")
+}
+
+/// [`start_agent_with_config`] with `--statement-points points`.
+fn start_agent_with_points(
+    cluster: &Cluster,
+    config: &str,
+    policy: &Path,
+    state: &Path,
+    points: &str,
+) -> Agent {
     let state = state.display().to_string();
     Agent::start_with_policy(
         Some(cluster.pid),
         config,
         policy,
-        &["--hold-unmediated", "--held-state", &state],
+        &[
+            "--hold-unmediated",
+            "--held-state",
+            &state,
+            "--statement-points",
+            points,
+        ],
     )
 }
 
@@ -260,11 +277,28 @@ fn approved_statement_runs_after_the_hold() {
 
 #[test]
 fn denied_statement_never_runs_and_the_session_ends() {
+    denied_drop_never_runs("auto");
+}
+
+#[test]
+fn denied_statement_never_runs_with_the_classic_statement_points() {
+    denied_drop_never_runs("classic");
+}
+
+/// A held `DROP TABLE` (a `Query`) is denied under `--statement-points points`: it never
+/// runs and the session ends.
+fn denied_drop_never_runs(points: &str) {
     let cluster = Cluster::start();
     cluster.admin("CREATE TABLE held_deny(x int)");
     let policy = policy_dir();
     let state = tempfile::tempdir().expect("state dir");
-    let agent = start_agent(&cluster, policy.path(), &state.path().join("held.json"));
+    let agent = start_agent_with_points(
+        &cluster,
+        "",
+        policy.path(),
+        &state.path().join("held.json"),
+        points,
+    );
 
     let client = spawn_psql(&cluster, "DROP TABLE held_deny");
     let hold = deny_hold(&agent, "held_deny", "not during business hours");
@@ -660,17 +694,29 @@ DELETE FROM held_exec WHERE id = :low;
 /// session before it runs. Plain prepared SELECTs (`$1` parameters) are never stopped.
 #[test]
 fn each_execution_of_a_prepared_statement_is_held_on_its_own() {
+    each_execution_is_held("auto");
+}
+
+#[test]
+fn each_execution_is_held_with_the_classic_statement_points() {
+    each_execution_is_held("classic");
+}
+
+/// pgbench `-M prepared` under `--statement-points points`: each execution of the prepared
+/// DELETE is held and decided on its own.
+fn each_execution_is_held(points: &str) {
     let cluster = Cluster::start();
     cluster.admin("CREATE TABLE held_exec(id int); INSERT INTO held_exec VALUES (1), (2), (3)");
     let ids = || cluster.admin("SELECT string_agg(id::text, ',' ORDER BY id) FROM held_exec");
     let policy = policy_dir();
     let state = tempfile::tempdir().expect("state dir");
     let metrics_port = free_port();
-    let agent = start_agent_with_config(
+    let agent = start_agent_with_points(
         &cluster,
         &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
         policy.path(),
         &state.path().join("held.json"),
+        points,
     );
 
     let mut client = as_postgres(&format!("{PG_BIN}/pgbench"))

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use agent_common::{DROP_SLOTS, EventKind, KEYWORD_LEN, UNIX_PATH_LEN};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{
-    CgroupAttachMode, CgroupSockAddr, SkLookup, TracePoint, UProbe, uprobe::UProbeScope,
-};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, SkLookup, TracePoint, UProbe};
 use aya::{Ebpf, include_bytes_aligned};
 use tracing::{debug, info, warn};
 
-use super::preflight;
+use super::{points, preflight};
 
 /// The kernel object built by `build.rs` from `agent-ebpf`.
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dbward"));
@@ -50,17 +49,45 @@ pub enum LoadError {
     MissingItem(String),
 }
 
-/// Uprobes attached in each PostgreSQL server binary: (program, symbol).
-const SERVER_PROBES: &[(&str, &str)] = &[
-    ("pq_getbyte_ret", "pq_getbyte"),
-    ("pgstat_report_activity", "pgstat_report_activity"),
+/// Session uprobes attached in each PostgreSQL server binary: (program, symbol).
+const SESSION_PROBES: &[(&str, &str)] = &[
     ("init_postgres", "InitPostgres"),
     ("init_postgres_ret", "InitPostgres"),
     ("report_appname", "pgstat_report_appname"),
 ];
 
-/// The uprobe that stops flagged backends before a statement is parsed: (program, symbol).
+/// Classic statement uprobes (see [`points`]): (program, symbol).
+const CLASSIC_PROBES: &[(&str, &str)] = &[
+    ("pq_getbyte_ret", "pq_getbyte"),
+    ("pgstat_report_activity", "pgstat_report_activity"),
+];
+
+/// With classic points, the uprobe that stops flagged backends before a statement is
+/// parsed: (program, symbol).
 const HOLD_PROBE: (&str, &str) = ("parse_query", "pg_parse_query");
+
+/// The program attached at each direct point.
+const SITE_PROGRAM: &str = "report_site";
+
+/// Which statement points to attach (see [`points`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatementPoints {
+    /// Direct points where the binary's machine code shows them, classic elsewhere.
+    #[default]
+    Auto,
+    /// Classic points everywhere.
+    Classic,
+}
+
+/// The statement points attached to one binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachedPoints {
+    /// One probe per statement on its reporting call.
+    Direct,
+    /// `pgstat_report_activity` and `pq_getbyte`.
+    Classic,
+}
 
 /// Syscall and scheduler tracepoints: (program, category, name).
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
@@ -81,15 +108,17 @@ pub struct Loader {
     attached_binaries: HashSet<PathBuf>,
     /// The `cgroup/connect_unix` link of `[block]` (closing it detaches the program).
     unix_connect_link: Option<std::os::fd::OwnedFd>,
-    /// Server uprobes attached to each binary: [`SERVER_PROBES`], plus [`HOLD_PROBE`] when
-    /// holds are possible.
-    server_probes: Vec<(&'static str, &'static str)>,
+    /// Classic statement uprobes for binaries without direct points: [`CLASSIC_PROBES`],
+    /// plus [`HOLD_PROBE`] when holds are possible.
+    classic_probes: Vec<(&'static str, &'static str)>,
+    /// Which statement points to look for.
+    points: StatementPoints,
 }
 
 impl Loader {
     /// Checks the kernel, loads the object and attaches the tracepoints; `holds`: whether
-    /// server binaries also get the hold probe.
-    pub fn load(holds: bool) -> Result<Self, LoadError> {
+    /// server binaries with classic points also get the hold probe.
+    pub fn load(holds: bool, points: StatementPoints) -> Result<Self, LoadError> {
         preflight::check()?;
         let mut ebpf = Ebpf::load(OBJECT)?;
         let mut loaded = HashSet::new();
@@ -107,11 +136,16 @@ impl Loader {
                     source,
                 })?;
         }
-        let mut server_probes = SERVER_PROBES.to_vec();
+        let mut classic_probes = CLASSIC_PROBES.to_vec();
         if holds {
-            server_probes.push(HOLD_PROBE);
+            classic_probes.push(HOLD_PROBE);
         }
-        for &(program, _) in &server_probes {
+        let programs = SESSION_PROBES
+            .iter()
+            .chain(&classic_probes)
+            .map(|&(program, _)| program)
+            .chain([SITE_PROGRAM]);
+        for program in programs {
             let prog: &mut UProbe = program_mut(&mut ebpf, program)?;
             prog.load().map_err(|source| LoadError::Program {
                 what: format!("loading uprobe program {program}"),
@@ -123,7 +157,8 @@ impl Loader {
             ebpf,
             attached_binaries: HashSet::new(),
             unix_connect_link: None,
-            server_probes,
+            classic_probes,
+            points,
         })
     }
 
@@ -133,7 +168,48 @@ impl Loader {
         if self.attached_binaries.contains(binary) {
             return Ok(false);
         }
-        for &(program, symbol) in &self.server_probes {
+        let sites = match self.points {
+            StatementPoints::Auto => points::find(binary).map_err(|reason| {
+                info!(binary = %binary.display(), %reason, "classic statement points");
+            }),
+            StatementPoints::Classic => Err(()),
+        };
+        let attached = match sites {
+            Ok(sites) => {
+                let prog: &mut UProbe = program_mut(&mut self.ebpf, SITE_PROGRAM)?;
+                for site in sites {
+                    let point = UProbeAttachPoint {
+                        location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
+                        cookie: Some(site.kind as u64),
+                    };
+                    prog.attach(point, binary, UProbeScope::AllProcesses)
+                        .map_err(|source| LoadError::Program {
+                            what: format!(
+                                "attaching {SITE_PROGRAM} to the {:?} statement point at {:#x} in {}",
+                                site.kind,
+                                site.address,
+                                binary.display()
+                            ),
+                            source,
+                        })?;
+                }
+                AttachedPoints::Direct
+            }
+            Err(()) => {
+                let classic = self.classic_probes.clone();
+                self.attach_symbols(binary, &classic)?;
+                AttachedPoints::Classic
+            }
+        };
+        self.attach_symbols(binary, SESSION_PROBES)?;
+        info!(binary = %binary.display(), statement_points = ?attached, "uprobes attached");
+        self.attached_binaries.insert(binary.to_path_buf());
+        Ok(true)
+    }
+
+    /// Attaches each (program, symbol) uprobe to `binary`.
+    fn attach_symbols(&mut self, binary: &Path, probes: &[(&str, &str)]) -> Result<(), LoadError> {
+        for &(program, symbol) in probes {
             let prog: &mut UProbe = program_mut(&mut self.ebpf, program)?;
             prog.attach(symbol, binary, UProbeScope::AllProcesses)
                 .map_err(|source| LoadError::Program {
@@ -144,9 +220,7 @@ impl Loader {
                     source,
                 })?;
         }
-        info!(binary = %binary.display(), "uprobes attached");
-        self.attached_binaries.insert(binary.to_path_buf());
-        Ok(true)
+        Ok(())
     }
 
     /// Binaries the uprobes are attached to.

@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod discover;
 pub mod loader;
+pub mod points;
 pub mod preflight;
 pub mod unix_connect;
 
@@ -18,7 +19,7 @@ use tracing::{info, warn};
 
 use decode::KernelEvent;
 use discover::Postmaster;
-use loader::{LoadError, Loader};
+use loader::{LoadError, Loader, StatementPoints};
 
 /// How often the ring is drained when the kernel did not wake us.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(5);
@@ -62,9 +63,12 @@ pub struct Targets {
     pub pids: Vec<u32>,
     /// Also attach the uprobes to these server binaries.
     pub binaries: Vec<PathBuf>,
-    /// Attach the hold probe (`pg_parse_query`): only when the kernel may stop backends
-    /// (`--hold-unmediated`); otherwise statements do not pay for its trap.
+    /// Attach the hold probe (`pg_parse_query`) to binaries with classic statement points:
+    /// only when the kernel may stop backends (`--hold-unmediated`); otherwise statements do
+    /// not pay for its trap.
     pub holds: bool,
+    /// Which statement points to attach.
+    pub points: StatementPoints,
 }
 
 /// The running capture.
@@ -82,7 +86,7 @@ pub struct Capture {
 impl Capture {
     /// Loads the programs and attaches the tracepoints.
     pub fn start(targets: Targets) -> Result<Self, LoadError> {
-        let mut loader = Loader::load(targets.holds)?;
+        let mut loader = Loader::load(targets.holds, targets.points)?;
         for binary in &targets.binaries {
             loader.attach_server_binary(binary)?;
         }

@@ -18,6 +18,7 @@ use crate::approval::local::LocalApprovals;
 use crate::approval::remote::RemoteApprovals;
 use crate::audit::{AuditEvent, AuditLog, AuditOptions};
 use crate::capture::decode::KernelEvent;
+use crate::capture::loader::StatementPoints;
 use crate::capture::{Capture, CaptureBatch, CaptureMessage, Targets};
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
 use crate::control::status::{SharedStatus, StatusView};
@@ -62,6 +63,12 @@ pub struct RunArgs {
     /// such statements are only recorded.
     #[arg(long)]
     pub hold_unmediated: bool,
+    /// Where the kernel reads statements: `auto` puts one probe on the call that reports
+    /// each statement where the server binary's machine code shows it (else `classic`);
+    /// `classic` probes `pgstat_report_activity` and `pq_getbyte`. Default: agent.toml's
+    /// `[capture] statement_points`, else `auto`.
+    #[arg(long, value_enum)]
+    pub statement_points: Option<StatementPoints>,
     /// State file of backends stopped for a decision (resumed, fail closed, at start).
     #[arg(long, default_value = crate::enforce::state::DEFAULT_HELD_STATE)]
     pub held_state: PathBuf,
@@ -144,6 +151,9 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
         pids: config.capture.pids.clone(),
         binaries: config.capture.binaries.clone(),
         holds: args.hold_unmediated,
+        points: args
+            .statement_points
+            .unwrap_or(config.capture.statement_points),
     };
     targets.pids.extend(&args.pids);
     targets.binaries.extend(args.binaries.iter().cloned());

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::capture::loader::StatementPoints;
+
 /// Where `dbward run` looks for its configuration by default.
 pub const DEFAULT_CONFIG: &str = "/etc/dbward/agent.toml";
 /// Where the agent reads policy files by default.
@@ -94,6 +96,10 @@ pub struct CaptureConfig {
     /// Extra server binaries to attach to before any cluster runs them.
     #[serde(default)]
     pub binaries: Vec<PathBuf>,
+    /// Where statements are read: `auto` (one probe per statement where the binary allows,
+    /// see `capture::points`) or `classic`.
+    #[serde(default)]
+    pub statement_points: StatementPoints,
 }
 
 /// A configuration file that could not be used.
@@ -267,6 +273,20 @@ mod tests {
         assert!(on.holds.unmediated);
         let typo = AgentConfig::parse(Path::new("a.toml"), "[holds]\nunmediate = true\n");
         assert!(typo.unwrap_err().to_string().contains("unmediated"));
+    }
+
+    #[test]
+    fn statement_points_are_auto_unless_the_file_says_classic() {
+        let auto = AgentConfig::parse(Path::new("a.toml"), "").unwrap();
+        assert_eq!(auto.capture.statement_points, StatementPoints::Auto);
+        let classic = "[capture]\nstatement_points = \"classic\"\n";
+        let classic = AgentConfig::parse(Path::new("a.toml"), classic).unwrap();
+        assert_eq!(classic.capture.statement_points, StatementPoints::Classic);
+        let bad = "[capture]\nstatement_points = \"fast\"\n";
+        let err = AgentConfig::parse(Path::new("a.toml"), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fast") && err.contains("classic"), "{err}");
     }
 
     #[test]
