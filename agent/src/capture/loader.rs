@@ -89,6 +89,16 @@ pub enum AttachedPoints {
     Classic,
 }
 
+impl AttachedPoints {
+    /// `direct` or `classic`, as events and status name them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Classic => "classic",
+        }
+    }
+}
+
 /// Syscall and scheduler tracepoints: (program, category, name).
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("accept_enter", "syscalls", "sys_enter_accept"),
@@ -105,7 +115,8 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
 /// The loaded programs and the maps the agent updates.
 pub struct Loader {
     ebpf: Ebpf,
-    attached_binaries: HashSet<PathBuf>,
+    /// Binaries the uprobes are attached to, with their statement points.
+    attached_binaries: std::collections::HashMap<PathBuf, AttachedPoints>,
     /// The `cgroup/connect_unix` link of `[block]` (closing it detaches the program).
     unix_connect_link: Option<std::os::fd::OwnedFd>,
     /// Classic statement uprobes for binaries without direct points: [`CLASSIC_PROBES`],
@@ -155,7 +166,7 @@ impl Loader {
         info!(tracepoints = TRACEPOINTS.len(), "kernel programs loaded");
         Ok(Self {
             ebpf,
-            attached_binaries: HashSet::new(),
+            attached_binaries: std::collections::HashMap::new(),
             unix_connect_link: None,
             classic_probes,
             points,
@@ -164,9 +175,10 @@ impl Loader {
 
     /// Attaches the server uprobes to `binary` (once per binary; the probes then fire in
     /// every process running it, including clusters started later).
-    pub fn attach_server_binary(&mut self, binary: &Path) -> Result<bool, LoadError> {
-        if self.attached_binaries.contains(binary) {
-            return Ok(false);
+    /// Returns the statement points it got.
+    pub fn attach_server_binary(&mut self, binary: &Path) -> Result<AttachedPoints, LoadError> {
+        if let Some(&points) = self.attached_binaries.get(binary) {
+            return Ok(points);
         }
         let sites = match self.points {
             StatementPoints::Auto => points::find(binary).map_err(|reason| {
@@ -203,8 +215,9 @@ impl Loader {
         };
         self.attach_symbols(binary, SESSION_PROBES)?;
         info!(binary = %binary.display(), statement_points = ?attached, "uprobes attached");
-        self.attached_binaries.insert(binary.to_path_buf());
-        Ok(true)
+        self.attached_binaries
+            .insert(binary.to_path_buf(), attached);
+        Ok(attached)
     }
 
     /// Attaches each (program, symbol) uprobe to `binary`.
@@ -225,7 +238,7 @@ impl Loader {
 
     /// Binaries the uprobes are attached to.
     pub fn attached_binaries(&self) -> impl Iterator<Item = &Path> {
-        self.attached_binaries.iter().map(PathBuf::as_path)
+        self.attached_binaries.keys().map(PathBuf::as_path)
     }
 
     /// Tells the kernel to follow accepts and forks of this postmaster.

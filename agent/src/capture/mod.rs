@@ -8,7 +8,7 @@ pub mod points;
 pub mod preflight;
 pub mod unix_connect;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use decode::KernelEvent;
 use discover::Postmaster;
-use loader::{LoadError, Loader, StatementPoints};
+use loader::{AttachedPoints, LoadError, Loader, StatementPoints};
 
 /// How often the ring is drained when the kernel did not wake us.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(5);
@@ -47,7 +47,7 @@ pub enum CaptureMessage {
     /// A decoded kernel event.
     Kernel(KernelEvent),
     /// A cluster was found and attached.
-    Cluster(Postmaster),
+    Cluster(Postmaster, AttachedPoints),
     /// A backend that existed before the agent started.
     Existing(discover::ExistingBackend),
     /// Current kernel drop counts by event kind.
@@ -76,7 +76,8 @@ pub struct Capture {
     loader: Loader,
     ring: AsyncFd<RingBuf<MapData>>,
     targets: Targets,
-    binaries: HashSet<(u64, u64)>,
+    /// Binaries attached, by (device, inode), with their statement points.
+    binaries: HashMap<(u64, u64), AttachedPoints>,
     /// Postmasters whose `postmaster.pid` is not complete yet (just started).
     pending: Vec<(u32, u32)>,
     /// `[block]`: adopted clusters' ports and sockets are protected too.
@@ -104,7 +105,7 @@ impl Capture {
             loader,
             ring,
             targets,
-            binaries: HashSet::new(),
+            binaries: HashMap::new(),
             pending: Vec::new(),
             protect: false,
         })
@@ -124,11 +125,16 @@ impl Capture {
 
     /// Watches a postmaster: follows its accepts/forks, attaches to its binary, and watches
     /// its port and socket for client connects.
-    fn adopt(&mut self, pm: &Postmaster) -> Result<(), LoadError> {
+    fn adopt(&mut self, pm: &Postmaster) -> Result<AttachedPoints, LoadError> {
         self.loader.watch_postmaster(pm.pid)?;
-        if self.binaries.insert(pm.binary_id) {
-            self.loader.attach_server_binary(&pm.exe_link)?;
-        }
+        let points = match self.binaries.get(&pm.binary_id) {
+            Some(&points) => points,
+            None => {
+                let points = self.loader.attach_server_binary(&pm.exe_link)?;
+                self.binaries.insert(pm.binary_id, points);
+                points
+            }
+        };
         if let Some(port) = pm.port {
             self.loader.watch_port(port)?;
         }
@@ -144,7 +150,7 @@ impl Capture {
             }
         }
         info!(pid = pm.pid, exe = %pm.exe.display(), port = ?pm.port, socket = ?pm.socket, "watching PostgreSQL cluster");
-        Ok(())
+        Ok(points)
     }
 
     /// Watches an additional TCP port (e.g. the shim's listener) for client identity.
@@ -195,9 +201,9 @@ impl Capture {
             if !self.wanted(pm.pid) {
                 continue;
             }
-            self.adopt(pm)?;
+            let points = self.adopt(pm)?;
             if tx
-                .send(vec![CaptureMessage::Cluster(pm.clone())])
+                .send(vec![CaptureMessage::Cluster(pm.clone(), points)])
                 .await
                 .is_err()
             {
@@ -242,8 +248,8 @@ impl Capture {
                     }
                 }
                 _ = tick.tick() => {
-                    for pm in self.poll_pending() {
-                        if tx.send(vec![CaptureMessage::Cluster(pm)]).await.is_err() {
+                    for (pm, points) in self.poll_pending() {
+                        if tx.send(vec![CaptureMessage::Cluster(pm, points)]).await.is_err() {
                             return Ok(());
                         }
                     }
@@ -317,18 +323,17 @@ impl Capture {
         }
     }
 
-    /// Re-reads `postmaster.pid` of clusters that just started, until it is complete.
-    fn poll_pending(&mut self) -> Vec<Postmaster> {
+    /// Re-reads `postmaster.pid` of clusters that just started, until it is complete;
+    /// returns those now watched.
+    fn poll_pending(&mut self) -> Vec<(Postmaster, AttachedPoints)> {
         let mut ready = Vec::new();
         let mut still = Vec::new();
         for (pid, tries) in std::mem::take(&mut self.pending) {
             match discover::postmaster(pid) {
-                Some(pm) if pm.port.is_some() => {
-                    if let Err(e) = self.adopt(&pm) {
-                        warn!(pid, error = %e, "cannot watch PostgreSQL cluster");
-                    }
-                    ready.push(pm);
-                }
+                Some(pm) if pm.port.is_some() => match self.adopt(&pm) {
+                    Ok(points) => ready.push((pm, points)),
+                    Err(e) => warn!(pid, error = %e, "cannot watch PostgreSQL cluster"),
+                },
                 Some(_) if tries < 240 => still.push((pid, tries + 1)),
                 _ => {}
             }

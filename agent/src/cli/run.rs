@@ -423,10 +423,10 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
                             }
                             e
                         }),
-                        CaptureMessage::Cluster(pm) => {
+                        CaptureMessage::Cluster(pm, points) => {
                             correlator.add_postmaster(pm.pid, pm.port, pm.socket.as_ref().map(|p| p.display().to_string()));
                             if let Ok(mut s) = status.lock() {
-                                let binary = pm.exe.display().to_string();
+                                let binary = format!("{} ({} statement points)", pm.exe.display(), points.name());
                                 if !s.attached_binaries.contains(&binary) {
                                     s.attached_binaries.push(binary);
                                 }
@@ -434,7 +434,7 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
                                 let dir = pm.data_dir.as_ref().map_or_else(String::new, |d| d.display().to_string());
                                 s.clusters.insert(pm.pid, format!("port {port} {dir}"));
                             }
-                            Some(cluster_event(&host, &pm))
+                            Some(cluster_event(&host, &pm, points))
                         }
                         CaptureMessage::Existing(backend) => correlator.add_existing(&backend, crate::session::monotonic_ns()),
                         CaptureMessage::Drops(drops) => {
@@ -545,9 +545,14 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
     result.map(|()| ExitCode::SUCCESS)
 }
 
-fn cluster_event(host: &str, pm: &crate::capture::discover::Postmaster) -> Event {
+fn cluster_event(
+    host: &str,
+    pm: &crate::capture::discover::Postmaster,
+    points: crate::capture::loader::AttachedPoints,
+) -> Event {
     let mut cluster = std::collections::BTreeMap::new();
     cluster.insert("binary".to_owned(), pm.exe.display().to_string());
+    cluster.insert("statement_points".to_owned(), points.name().to_owned());
     if let Some(port) = pm.port {
         cluster.insert("port".to_owned(), port.to_string());
     }
