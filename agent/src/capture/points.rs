@@ -17,9 +17,11 @@
 //! `call` is emulated by the kernel's uprobe code (no single-step), so the hit is as cheap
 //! as a probe on a function entry.
 //!
-//! A binary without the USDT note (built without `--enable-dtrace`) or whose machine code
-//! does not show exactly one such site for each kind gets the *classic* probes, and the
-//! reason is logged.
+//! `.text` is decoded in one linear sweep, checked to start an instruction at every
+//! exported function (≈ 9,500 in PostgreSQL 15), so a probe never lands inside an
+//! instruction. A binary without the USDT note (built without `--enable-dtrace`), whose
+//! sweep goes out of step, or whose machine code does not show exactly one such site for
+//! each kind gets the *classic* probes, and the reason is logged.
 
 use std::path::Path;
 
@@ -64,6 +66,11 @@ pub enum NoDirectPoints {
     /// No `postgresql:query__start` USDT note (PostgreSQL built without `--enable-dtrace`).
     #[error("it has no postgresql:query__start USDT probe (built without --enable-dtrace)")]
     NoUsdt,
+    /// The instruction sweep of `.text` did not start an instruction at an exported
+    /// function's address: the decoding is out of step with the code, so no site found in it
+    /// can be trusted (a probe off an instruction boundary would corrupt the server's code).
+    #[error("decoding .text went out of step with the code at the function at {0:#x}")]
+    OutOfStep(u64),
     /// The machine code did not show exactly one site of a kind.
     #[error("found {found} candidate {kind:?} sites instead of exactly one")]
     Ambiguous {
@@ -127,7 +134,15 @@ pub fn find_in(data: &[u8]) -> Result<Vec<Site>, NoDirectPoints> {
             .0,
     );
 
-    let calls = calls_in(code, text_address);
+    let mut functions: Vec<u64> = elf
+        .dynamic_symbols()
+        .filter(|s| s.kind() == object::SymbolKind::Text && s.address() >= text_address)
+        .map(|s| s.address())
+        .filter(|&a| a < text_address + code.len() as u64)
+        .collect();
+    functions.sort_unstable();
+    functions.dedup();
+    let calls = calls_in(code, text_address, &functions)?;
     let report_calls: Vec<usize> = (0..calls.len())
         .filter(|&i| calls[i].target == Some(report))
         .collect();
@@ -182,13 +197,24 @@ struct Call {
 
 /// Every call instruction of `code` (loaded at `address`), in address order. GCC and
 /// Clang put no data in `.text` on x86-64 (jump tables live in `.rodata`), so a linear
-/// sweep decodes the same instructions the CPU runs.
-fn calls_in(code: &[u8], address: u64) -> Vec<Call> {
+/// sweep decodes the same instructions the CPU runs; that every address in `functions`
+/// (sorted) starts an instruction is checked on the way.
+fn calls_in(code: &[u8], address: u64, functions: &[u64]) -> Result<Vec<Call>, NoDirectPoints> {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut instruction = Instruction::default();
     let mut calls = Vec::new();
+    let mut functions = functions.iter().copied().peekable();
     while decoder.can_decode() {
         decoder.decode_out(&mut instruction);
+        while let Some(&function) = functions.peek() {
+            if function > instruction.ip() {
+                break;
+            }
+            if function < instruction.ip() {
+                return Err(NoDirectPoints::OutOfStep(function));
+            }
+            functions.next();
+        }
         if matches!(
             instruction.flow_control(),
             FlowControl::Call | FlowControl::IndirectCall
@@ -202,7 +228,7 @@ fn calls_in(code: &[u8], address: u64) -> Vec<Call> {
             });
         }
     }
-    calls
+    Ok(calls)
 }
 
 /// Addresses of the `provider:name` USDT probes (SystemTap `.note.stapsdt` notes), adjusted
@@ -309,11 +335,19 @@ mod tests {
     fn the_call_scan_sees_direct_and_indirect_calls() {
         // call +0 (to the next instruction); call *%rax; ret
         let code = [0xe8, 0, 0, 0, 0, 0xff, 0xd0, 0xc3];
-        let calls = calls_in(&code, 0x1000);
+        let calls = calls_in(&code, 0x1000, &[0x1000, 0x1005]).expect("in step");
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].target, Some(0x1005));
         assert_eq!(calls[0].next, 0x1005);
         assert_eq!(calls[1].target, None);
         assert_eq!(calls[1].address, 0x1005);
+    }
+
+    #[test]
+    fn a_function_inside_an_instruction_means_the_sweep_is_out_of_step() {
+        // call +0 spans 0x1000..0x1005: a function said to start at 0x1002 cannot.
+        let code = [0xe8, 0, 0, 0, 0, 0xc3];
+        let err = calls_in(&code, 0x1000, &[0x1000, 0x1002]).unwrap_err();
+        assert!(matches!(err, NoDirectPoints::OutOfStep(0x1002)), "{err}");
     }
 }
