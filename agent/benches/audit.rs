@@ -312,6 +312,15 @@ mod pgbench {
         let _ = agent.wait();
     }
 
+    /// Rounds of the comparison (`DBWARD_BENCH_ROUNDS`, default 3).
+    fn rounds() -> usize {
+        std::env::var("DBWARD_BENCH_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(3)
+    }
+
     /// Runs the comparison and prints TPS and ratios.
     pub fn compare() {
         let secs = std::env::var("DBWARD_BENCH_PGBENCH_SECS").unwrap_or_else(|_| "30".into());
@@ -323,28 +332,58 @@ mod pgbench {
 
         cluster.start(&[]);
         cluster.pgbench(&["-i", "-s", "10", "-q"]);
-        // Warm the caches first, and start every measured run from a checkpoint, so that
-        // the order of the runs does not favour the later ones.
-        run(&cluster, "10");
-        cluster.psql("CHECKPOINT");
-        let none = run(&cluster, &secs);
-        let dbward = std::env::var("DBWARD_BENCH_AGENT").ok().map(|command| {
+        cluster.stop();
+        // TPC-B on a small VM varies by a tenth or more from run to run, so the three
+        // configurations are measured in alternating rounds and each is reported by its
+        // median round. Every measured run follows a warm-up and starts from a checkpoint
+        // with no dirty pages left by the previous one, so no order is favoured.
+        let measured = |cluster: &Cluster| {
+            run(cluster, "10");
             cluster.psql("CHECKPOINT");
-            let mut agent = start_agent(&command, &cluster);
-            let tps = run(&cluster, &secs);
-            stop_agent(&mut agent);
-            tps
-        });
-        cluster.stop();
+            // SAFETY: sync(2) has no preconditions.
+            unsafe { libc::sync() };
+            run(cluster, &secs)
+        };
+        let agent = std::env::var("DBWARD_BENCH_AGENT").ok();
+        let (mut nones, mut dbwards, mut pgaudits) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds() {
+            cluster.start(&[]);
+            nones.push(measured(&cluster));
+            if let Some(command) = &agent {
+                let mut agent = start_agent(command, &cluster);
+                dbwards.push(measured(&cluster));
+                stop_agent(&mut agent);
+            }
+            cluster.stop();
+            cluster.start(&["shared_preload_libraries=pgaudit", "pgaudit.log=all"]);
+            cluster.psql("CREATE EXTENSION IF NOT EXISTS pgaudit");
+            pgaudits.push(measured(&cluster));
+            cluster.stop();
+        }
+        let median = |runs: &mut Vec<f64>| {
+            runs.sort_by(f64::total_cmp);
+            runs[runs.len() / 2]
+        };
+        let rounds_of = |runs: &[f64]| {
+            runs.iter()
+                .map(|t| format!("{t:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "pgbench TPC-B-like rounds (tps): no audit [{}], pgAudit [{}], dbward [{}]",
+            rounds_of(&nones),
+            rounds_of(&pgaudits),
+            rounds_of(&dbwards)
+        );
+        let none = median(&mut nones);
+        let pgaudit = median(&mut pgaudits);
+        let dbward = (!dbwards.is_empty()).then(|| median(&mut dbwards));
 
-        cluster.start(&["shared_preload_libraries=pgaudit", "pgaudit.log=all"]);
-        cluster.psql("CREATE EXTENSION IF NOT EXISTS pgaudit");
-        run(&cluster, "10");
-        cluster.psql("CHECKPOINT");
-        let pgaudit = run(&cluster, &secs);
-        cluster.stop();
-
-        println!("pgbench TPC-B-like, {CLIENTS} clients, {secs} s per run:");
+        println!(
+            "pgbench TPC-B-like, {CLIENTS} clients, {secs} s per run, median of {} rounds:",
+            nones.len()
+        );
         println!("  no audit          {none:10.1} tps");
         println!(
             "  pgAudit log=all   {pgaudit:10.1} tps  ({:.3}× no audit)",
