@@ -8,7 +8,7 @@
 //! those extra hits cost more than everything else the kernel side does.
 //!
 //! *Direct* points put the probe on the `call pgstat_report_activity` instruction of the
-//! two callers that run statements instead: the one in `exec_simple_query` (found through
+//! callers that run statements instead: the one in `exec_simple_query` (found through
 //! the `postgresql:query__start` USDT note, which sits right after it) and the one in
 //! `exec_execute_message` (the only other call followed closely by a `GetCommandTagName`
 //! call, as `set_ps_display(GetCommandTagName(portal->commandTag))` follows it), plus the one in
@@ -143,27 +143,25 @@ pub fn find_in(data: &[u8]) -> Result<Vec<Site>, NoDirectPoints> {
     functions.sort_unstable();
     functions.dedup();
     let calls = calls_in(code, text_address, &functions)?;
-    let report_calls: Vec<usize> = (0..calls.len())
-        .filter(|&i| calls[i].target == Some(report))
-        .collect();
     let mut query = Vec::new();
     let mut execute = Vec::new();
     let mut repl = Vec::new();
-    for &i in &report_calls {
-        let call = calls[i];
-        if query_start.contains(&call.next) {
-            query.push(call.address);
+    for (i, call) in calls.iter().enumerate() {
+        if call.target != Some(report) {
+            continue;
         }
         if (replication..replication + replication_size).contains(&call.address) {
             repl.push(call.address);
+        }
+        if query_start.contains(&call.next) {
+            query.push(call.address);
+            continue;
         }
         let mut following = calls[i + 1..]
             .iter()
             .take_while(|c| c.address - call.address <= EXECUTE_WINDOW)
             .take_while(|c| c.target != Some(report));
-        if !query_start.contains(&call.next)
-            && following.any(|c| c.target.is_some_and(|t| command_tag.contains(&t)))
-        {
+        if following.any(|c| c.target.is_some_and(|t| command_tag.contains(&t))) {
             execute.push(call.address);
         }
     }
