@@ -283,6 +283,25 @@ fn long_and_non_utf8_statements_are_reported_losslessly() {
 }
 
 #[test]
+fn a_binary_named_on_the_command_line_and_run_by_a_cluster_is_probed_once() {
+    let cluster = Cluster::start();
+    let binary = format!("{PG_BIN}/postgres");
+    let agent = Agent::start(Some(cluster.pid), &["--binary", &binary]);
+    cluster.psql(
+        &cluster.unix_url("postgres", "postgres"),
+        &["-c", "SELECT 'one-binary-marker'"],
+    );
+    agent.wait_events("the statement", WAIT, |events| {
+        !statements_containing(events, "one-binary-marker").is_empty()
+    });
+    // Let a duplicate arrive before counting.
+    std::thread::sleep(Duration::from_secs(1));
+    let events = agent.events();
+    let found = statements_containing(&events, "one-binary-marker");
+    assert_eq!(found.len(), 1, "{found:#?}");
+}
+
+#[test]
 fn a_restarted_server_is_followed_again() {
     let mut cluster = Cluster::start();
     let agent = Agent::start(None, &[]);

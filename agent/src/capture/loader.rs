@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::os::fd::AsFd as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use agent_common::{DROP_SLOTS, EventKind, KEYWORD_LEN, UNIX_PATH_LEN};
@@ -43,6 +44,15 @@ pub enum LoadError {
         /// The cause.
         #[source]
         source: aya::maps::MapError,
+    },
+    /// A server binary to attach to could not be found.
+    #[error("server binary {path}: {source}")]
+    Binary {
+        /// The path given.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// The object lacks a map or program the agent expects (a build mismatch).
     #[error("the kernel object has no {0}: rebuild with `cargo xtask build`")]
@@ -115,8 +125,10 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
 /// The loaded programs and the maps the agent updates.
 pub struct Loader {
     ebpf: Ebpf,
-    /// Binaries the uprobes are attached to, with their statement points.
-    attached_binaries: std::collections::HashMap<PathBuf, AttachedPoints>,
+    /// Binaries the uprobes are attached to, by (device, inode) as uprobes bind to them (one
+    /// binary is reached through each postmaster's `/proc/<pid>/exe` and through
+    /// `--binary`), with their statement points.
+    attached_binaries: std::collections::HashMap<(u64, u64), AttachedPoints>,
     /// The `cgroup/connect_unix` link of `[block]` (closing it detaches the program).
     unix_connect_link: Option<std::os::fd::OwnedFd>,
     /// Classic statement uprobes for binaries without direct points: [`CLASSIC_PROBES`],
@@ -173,11 +185,16 @@ impl Loader {
         })
     }
 
-    /// Attaches the server uprobes to `binary` (once per binary; the probes then fire in
-    /// every process running it, including clusters started later).
-    /// Returns the statement points it got.
+    /// Attaches the server uprobes to `binary` (once per binary file, whatever the path it
+    /// is reached by; the probes then fire in every process running it, including clusters
+    /// started later). Returns the statement points it got.
     pub fn attach_server_binary(&mut self, binary: &Path) -> Result<AttachedPoints, LoadError> {
-        if let Some(&points) = self.attached_binaries.get(binary) {
+        let meta = std::fs::metadata(binary).map_err(|source| LoadError::Binary {
+            path: binary.to_path_buf(),
+            source,
+        })?;
+        let id = (meta.dev(), meta.ino());
+        if let Some(&points) = self.attached_binaries.get(&id) {
             return Ok(points);
         }
         let sites = match self.points {
@@ -208,37 +225,14 @@ impl Loader {
                 AttachedPoints::Direct
             }
             Err(()) => {
-                let classic = self.classic_probes.clone();
-                self.attach_symbols(binary, &classic)?;
+                attach_symbols(&mut self.ebpf, binary, &self.classic_probes)?;
                 AttachedPoints::Classic
             }
         };
-        self.attach_symbols(binary, SESSION_PROBES)?;
+        attach_symbols(&mut self.ebpf, binary, SESSION_PROBES)?;
         info!(binary = %binary.display(), statement_points = ?attached, "uprobes attached");
-        self.attached_binaries
-            .insert(binary.to_path_buf(), attached);
+        self.attached_binaries.insert(id, attached);
         Ok(attached)
-    }
-
-    /// Attaches each (program, symbol) uprobe to `binary`.
-    fn attach_symbols(&mut self, binary: &Path, probes: &[(&str, &str)]) -> Result<(), LoadError> {
-        for &(program, symbol) in probes {
-            let prog: &mut UProbe = program_mut(&mut self.ebpf, program)?;
-            prog.attach(symbol, binary, UProbeScope::AllProcesses)
-                .map_err(|source| LoadError::Program {
-                    what: format!(
-                        "attaching {program} to {symbol} in {} (is it a PostgreSQL server binary that exports {symbol}?)",
-                        binary.display()
-                    ),
-                    source,
-                })?;
-        }
-        Ok(())
-    }
-
-    /// Binaries the uprobes are attached to.
-    pub fn attached_binaries(&self) -> impl Iterator<Item = &Path> {
-        self.attached_binaries.keys().map(PathBuf::as_path)
     }
 
     /// Tells the kernel to follow accepts and forks of this postmaster.
@@ -690,6 +684,26 @@ fn path_key(path: &Path) -> Option<[u8; UNIX_PATH_LEN]> {
     let mut key = [0u8; UNIX_PATH_LEN];
     key[..bytes.len()].copy_from_slice(bytes);
     Some(key)
+}
+
+/// Attaches each (program, symbol) uprobe to `binary`.
+fn attach_symbols(
+    ebpf: &mut Ebpf,
+    binary: &Path,
+    probes: &[(&str, &str)],
+) -> Result<(), LoadError> {
+    for &(program, symbol) in probes {
+        let prog: &mut UProbe = program_mut(ebpf, program)?;
+        prog.attach(symbol, binary, UProbeScope::AllProcesses)
+            .map_err(|source| LoadError::Program {
+                what: format!(
+                    "attaching {program} to {symbol} in {} (is it a PostgreSQL server binary that exports {symbol}?)",
+                    binary.display()
+                ),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>

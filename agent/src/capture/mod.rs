@@ -8,7 +8,7 @@ pub mod points;
 pub mod preflight;
 pub mod unix_connect;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -76,8 +76,6 @@ pub struct Capture {
     loader: Loader,
     ring: AsyncFd<RingBuf<MapData>>,
     targets: Targets,
-    /// Binaries attached, by (device, inode), with their statement points.
-    binaries: HashMap<(u64, u64), AttachedPoints>,
     /// Postmasters whose `postmaster.pid` is not complete yet (just started).
     pending: Vec<(u32, u32)>,
     /// `[block]`: adopted clusters' ports and sockets are protected too.
@@ -105,18 +103,9 @@ impl Capture {
             loader,
             ring,
             targets,
-            binaries: HashMap::new(),
             pending: Vec::new(),
             protect: false,
         })
-    }
-
-    /// The binaries the uprobes are attached to.
-    pub fn attached_binaries(&self) -> Vec<String> {
-        self.loader
-            .attached_binaries()
-            .map(|p| p.display().to_string())
-            .collect()
     }
 
     fn wanted(&self, pid: u32) -> bool {
@@ -127,14 +116,7 @@ impl Capture {
     /// its port and socket for client connects.
     fn adopt(&mut self, pm: &Postmaster) -> Result<AttachedPoints, LoadError> {
         self.loader.watch_postmaster(pm.pid)?;
-        let points = match self.binaries.get(&pm.binary_id) {
-            Some(&points) => points,
-            None => {
-                let points = self.loader.attach_server_binary(&pm.exe_link)?;
-                self.binaries.insert(pm.binary_id, points);
-                points
-            }
-        };
+        let points = self.loader.attach_server_binary(&pm.exe_link)?;
         if let Some(port) = pm.port {
             self.loader.watch_port(port)?;
         }
