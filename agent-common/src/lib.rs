@@ -47,11 +47,16 @@ pub enum EventKind {
     /// [`RemoteBlockedEvent`]: a connection from another host to a protected server port
     /// was refused (`sk_lookup`).
     RemoteBlocked = 12,
+    /// [`MysqlStatementEvent`]: a MariaDB connection thread is about to run a command that
+    /// carries SQL (`COM_QUERY`, `COM_STMT_PREPARE`).
+    MysqlStatement = 13,
+    /// [`MysqlSessionEvent`]: a MariaDB connection logged in, or ended.
+    MysqlSession = 14,
 }
 
 impl EventKind {
     /// Every kind, in numeric order (index = kind - 1), for drop counters.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Statement,
         EventKind::Login,
         EventKind::AppName,
@@ -64,6 +69,8 @@ impl EventKind {
         EventKind::Held,
         EventKind::Blocked,
         EventKind::RemoteBlocked,
+        EventKind::MysqlStatement,
+        EventKind::MysqlSession,
     ];
 
     /// Decodes a raw kind.
@@ -86,6 +93,8 @@ impl EventKind {
             EventKind::Held => "held",
             EventKind::Blocked => "blocked",
             EventKind::RemoteBlocked => "remote_blocked",
+            EventKind::MysqlStatement => "mysql_statement",
+            EventKind::MysqlSession => "mysql_session",
         }
     }
 }
@@ -338,6 +347,98 @@ pub struct ExecEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Bytes captured of a MariaDB user, host or database name (NUL-terminated; longer names
+/// are cut).
+pub const MYSQL_NAME_LEN: usize = 128;
+/// Bytes of a MariaDB client's IP address text (`INET6_ADDRSTRLEN` and NUL).
+pub const MYSQL_IP_LEN: usize = 48;
+/// MariaDB's `COM_QUERY`: a statement in text.
+pub const COM_QUERY: u8 = 3;
+/// MariaDB's `COM_STMT_PREPARE`: a statement prepared for the binary protocol.
+pub const COM_STMT_PREPARE: u8 = 22;
+/// Slots of the `MYSQL_LAYOUTS` map (one per MariaDB server binary; the attach cookie of
+/// its probes is the slot).
+pub const MYSQL_LAYOUT_SLOTS: u32 = 16;
+
+/// Where a MariaDB server binary keeps what the probes read, as byte offsets found by the
+/// agent in the server's own plugin-API accessors (`thd_get_thread_id`, `thd_user_name`,
+/// `thd_client_host`, `thd_client_ip`, `thd_current_db`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MysqlLayout {
+    /// `THD::thread_id` (the connection id `KILL` takes), a `u64`.
+    pub thread_id: u32,
+    /// `THD::security_ctx`, a pointer to the `Security_context`.
+    pub security_ctx: u32,
+    /// `Security_context::user` (`char *`).
+    pub user: u32,
+    /// `Security_context::host` (`char *`).
+    pub host: u32,
+    /// `Security_context::ip` (`char *`).
+    pub ip: u32,
+    /// `THD::db.str` (`char *`, the current database).
+    pub db: u32,
+}
+
+/// [`MysqlSessionEvent::phase`]: the connection logged in (`prepare_new_connection_state`).
+pub const MYSQL_SESSION_START: u32 = 1;
+/// [`MysqlSessionEvent::phase`]: the connection ended (`end_connection`).
+pub const MYSQL_SESSION_END: u32 = 2;
+
+/// A MariaDB connection logged in or ended, in the server's connection thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MysqlSessionEvent {
+    /// Common header (pid = the server, tid = the connection's thread).
+    pub header: EventHeader,
+    /// The connection id (`THD::thread_id`).
+    pub conn_id: u64,
+    /// [`MYSQL_SESSION_START`] or [`MYSQL_SESSION_END`].
+    pub phase: u32,
+    /// Padding.
+    pub _pad: u32,
+    /// The authenticated user (start only), NUL-terminated.
+    pub user: [u8; MYSQL_NAME_LEN],
+    /// The client's host name as the server resolved it (start only).
+    pub host: [u8; MYSQL_NAME_LEN],
+    /// The client's IP address (start only; empty for a unix socket).
+    pub ip: [u8; MYSQL_IP_LEN],
+    /// The database chosen at login (start only).
+    pub db: [u8; MYSQL_NAME_LEN],
+}
+
+/// A MariaDB connection thread entered `dispatch_command` with a command carrying SQL.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MysqlStatementEvent {
+    /// Common header (pid = the server, tid = the connection's thread).
+    pub header: EventHeader,
+    /// The connection id (`THD::thread_id`).
+    pub conn_id: u64,
+    /// [`COM_QUERY`] or [`COM_STMT_PREPARE`].
+    pub command: u8,
+    /// [`STMT_TRUNCATED`].
+    pub flags: u8,
+    /// Padding.
+    pub _pad: [u8; 2],
+    /// Bytes of `text` that are valid.
+    pub text_len: u32,
+    /// Length of the statement in the packet.
+    pub full_len: u32,
+    /// Padding.
+    pub _pad2: u32,
+    /// The current database, NUL-terminated.
+    pub db: [u8; MYSQL_NAME_LEN],
+    /// The session's user now (`COM_CHANGE_USER` changes it), NUL-terminated.
+    pub user: [u8; MYSQL_NAME_LEN],
+    /// The statement text, `text_len` bytes valid; only that prefix is sent.
+    pub text: [u8; MAX_STATEMENT],
+}
+
+/// Bytes of a [`MysqlStatementEvent`] before `text`.
+pub const MYSQL_STATEMENT_FIXED: usize =
+    core::mem::size_of::<MysqlStatementEvent>() - MAX_STATEMENT;
+
 /// Keys of the `CONFIG` array map, set by the agent before attaching.
 pub mod config {
     /// The agent's own tgid: always allowed to connect to protected servers (the shim).
@@ -356,3 +457,7 @@ const _: () = assert!(core::mem::size_of::<BlockedEvent>() == 24 + 8 + 8 + 16 + 
 const _: () = assert!(core::mem::size_of::<RemoteBlockedEvent>() == 24 + 2 * 136);
 const _: () = assert!(MAX_STATEMENT.is_power_of_two());
 const _: () = assert!(HELD_FIXED == 48);
+const _: () = assert!(MYSQL_STATEMENT_FIXED == 24 + 8 + 16 + 2 * MYSQL_NAME_LEN);
+const _: () = assert!(
+    core::mem::size_of::<MysqlSessionEvent>() == 24 + 16 + 3 * MYSQL_NAME_LEN + MYSQL_IP_LEN
+);

@@ -23,6 +23,7 @@
 #![no_main]
 
 mod block;
+mod mysql;
 
 use agent_common::{
     AcceptEvent, COMM_LEN, ConnectEvent, DROP_SLOTS, EventHeader, EventKind, ExecEvent, ExitEvent,
@@ -739,11 +740,16 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
     }
     let pid = current_tgid();
     // SAFETY: map lookups of plain values.
-    let watched = unsafe { BACKENDS.get(&pid).is_some() || POSTMASTERS.get(&pid).is_some() };
+    let watched = unsafe {
+        BACKENDS.get(&pid).is_some()
+            || POSTMASTERS.get(&pid).is_some()
+            || mysql::MYSQL_SERVERS.get(&pid).is_some()
+    };
     if !watched {
         return 0;
     }
     let _ = BACKENDS.remove(&pid);
+    let _ = mysql::MYSQL_SERVERS.remove(&pid);
     let _ = CURRENT_MESSAGE.remove(&pid);
     let _ = HOLD_SESSIONS.remove(&pid);
     let event = ExitEvent {
@@ -753,14 +759,18 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `sched_process_exec`: report binaries named like a PostgreSQL server so the agent can
+/// `sched_process_exec`: report binaries named like a PostgreSQL or MariaDB server so the agent can
 /// attach to clusters that start after it.
 #[tracepoint]
 pub fn process_exec(_ctx: TracePointContext) -> u32 {
     let Ok(comm) = bpf_get_current_comm() else {
         return 0;
     };
-    if !(comm.starts_with(b"postgres\0") || comm.starts_with(b"postmaster\0")) {
+    if !(comm.starts_with(b"postgres\0")
+        || comm.starts_with(b"postmaster\0")
+        || comm.starts_with(b"mariadbd\0")
+        || comm.starts_with(b"mysqld\0"))
+    {
         return 0;
     }
     let event = ExecEvent {

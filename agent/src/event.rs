@@ -138,6 +138,9 @@ pub struct Event {
     /// CommandComplete tags the server reported (`DELETE 10`, `COPY 1234`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_tags: Option<Vec<String>>,
+    /// The server's connection id (MariaDB: what `KILL` takes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<u64>,
     /// Database name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
@@ -190,6 +193,12 @@ pub struct Event {
     /// The rule that decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// The database server when it is not PostgreSQL: `mariadb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The server process (MariaDB: `mariadbd`, which serves every session as a thread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_pid: Option<u32>,
     /// Unique id of the session on this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,

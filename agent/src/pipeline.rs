@@ -8,7 +8,7 @@ use crate::audit::Payload;
 use crate::audit::canonical::CanonicalError;
 use crate::event::{Event, EventType, format_ts};
 use crate::policy::memo::DecisionMemo;
-use crate::policy::{Facts, PolicySet};
+use crate::policy::{Facts, PolicySet, Unmediated};
 use crate::shim::events::{Action, ShimEvent, Verdict};
 
 /// The stream event for a shim event.
@@ -158,13 +158,14 @@ pub fn facts_of(event: &Event) -> Facts {
 /// pid = this agent) are mediated, their decision is in the shim's event; every other
 /// statement bypassed the shim, so policy is evaluated here and its outcome recorded (the
 /// statement already ran: the action is `recorded`). `memo` spares re-evaluating a
-/// session's repeated statement shapes.
+/// session's repeated statement shapes. Returns what the decision means for the unmediated
+/// session (`None` for the shim's own sessions and statements without text).
 pub fn judge_kernel_statement(
     event: &mut Event,
     policy: &Arc<PolicySet>,
     agent_pid: u32,
     memo: &mut DecisionMemo,
-) {
+) -> Option<Unmediated> {
     event.source = Some("kernel".into());
     let mediated = event
         .client
@@ -172,11 +173,9 @@ pub fn judge_kernel_statement(
         .is_some_and(|c| c.pid == Some(agent_pid));
     event.unmediated = Some(!mediated);
     if mediated {
-        return;
+        return None;
     }
-    let Some(sql) = event.sql.as_deref() else {
-        return;
-    };
+    let sql = event.sql.as_deref()?;
     let judged = memo.judge(policy, facts_of(event), sql, SystemTime::now());
     event.outcome = Some(judged.outcome.into());
     event.rule = judged.rule;
@@ -184,6 +183,7 @@ pub fn judge_kernel_statement(
     event.principal = Some(judged.principal);
     event.principal_kind = Some(judged.principal_kind.into());
     event.action = Some("recorded".into());
+    Some(judged.unmediated)
 }
 
 /// The audit record payload for a stream event (`None` for events that are not audited:

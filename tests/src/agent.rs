@@ -71,7 +71,7 @@ pub struct Agent {
 
 impl Agent {
     /// Starts `dbward run --stdout` with `args` and waits until it attached to `postmaster`
-    /// (a `cluster_attached` event). Panics with the agent's stderr if it fails to start.
+    /// (a `cluster_attached` event; a MariaDB server's pid works too). Panics with the agent's stderr if it fails to start.
     pub fn start(postmaster: Option<u32>, args: &[&str]) -> Self {
         Self::start_with_config(postmaster, "", args)
     }
@@ -149,7 +149,8 @@ impl Agent {
             }
             let attached = agent.events().iter().any(|e| {
                 e["type"] == "cluster_attached"
-                    && postmaster.is_none_or(|pid| e["postmaster_pid"] == pid)
+                    && postmaster
+                        .is_none_or(|pid| e["postmaster_pid"] == pid || e["server_pid"] == pid)
             });
             let socket_up = agent.socket.exists();
             (attached && socket_up).then_some(())

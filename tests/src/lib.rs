@@ -1,11 +1,12 @@
-//! Harness for dbward's end-to-end tests: throwaway PostgreSQL clusters and the agent
-//! under test, both started by the tests themselves (own data dir, own port, loopback) and
-//! stopped when dropped.
+//! Harness for dbward's end-to-end tests: throwaway PostgreSQL clusters and MariaDB
+//! servers, and the agent under test, all started by the tests themselves (own data dir,
+//! own port, loopback) and stopped when dropped.
 //!
 //! Tests that need the kernel panic with the agent's own error (which names the missing
 //! capability or feature) instead of skipping.
 
 pub mod agent;
+pub mod mariadb;
 pub mod metrics;
 pub mod pg;
 

@@ -14,6 +14,8 @@ const PACKAGES: &[&str] = &[
     "postgresql-contrib",
     "postgresql-15-pgaudit",
     "pgbouncer",
+    "mariadb-server",
+    "mariadb-client",
     "openssl",
     "iproute2",
     "systemd",

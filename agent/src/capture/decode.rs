@@ -4,7 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_common::{
     AcceptEvent, BlockedEvent, ConnectEvent, EventHeader, EventKind, ExecEvent, ForkEvent,
-    HELD_AT_EXECUTE, HELD_FIXED, LoginEvent, NameEvent, RawSockAddr, RemoteBlockedEvent,
+    HELD_AT_EXECUTE, HELD_FIXED, LoginEvent, MYSQL_NAME_LEN, MYSQL_SESSION_START,
+    MYSQL_STATEMENT_FIXED, MysqlSessionEvent, NameEvent, RawSockAddr, RemoteBlockedEvent,
     STATEMENT_FIXED, STMT_LEN_LOWER_BOUND, STMT_TRUNCATED,
 };
 
@@ -206,7 +207,43 @@ pub enum KernelEvent {
         /// The client's address and port.
         peer: SockAddr,
     },
-    /// A PostgreSQL-named binary was exec'd.
+    /// A MariaDB connection thread is about to run a command carrying SQL.
+    MysqlStatement {
+        /// Where and when (pid = the server, tid = the connection's thread).
+        origin: Origin,
+        /// The connection id (what `KILL` takes).
+        conn_id: u64,
+        /// `COM_QUERY` or `COM_STMT_PREPARE`.
+        command: u8,
+        /// The current database (empty: none).
+        database: String,
+        /// The session's user now.
+        user: String,
+        /// Captured bytes (may be cut, see `truncated`).
+        text: Vec<u8>,
+        /// The capture was cut at the size limit (or at a NUL inside the packet).
+        truncated: bool,
+        /// Length of the statement in the packet.
+        full_len: u32,
+    },
+    /// A MariaDB connection logged in (`start`) or ended.
+    MysqlSession {
+        /// Where and when (pid = the server, tid = the connection's thread).
+        origin: Origin,
+        /// The connection id.
+        conn_id: u64,
+        /// Logged in (true) or ended.
+        start: bool,
+        /// The authenticated user (start only).
+        user: String,
+        /// The client's host name as the server knows it (start only).
+        host: String,
+        /// The client's IP address (start only; empty for a unix socket).
+        ip: String,
+        /// The database chosen at login (start only).
+        database: String,
+    },
+    /// A PostgreSQL- or MariaDB-named binary was exec'd.
     Exec {
         /// Where and when.
         origin: Origin,
@@ -230,6 +267,8 @@ impl KernelEvent {
             | KernelEvent::Connect { origin, .. }
             | KernelEvent::Blocked { origin, .. }
             | KernelEvent::RemoteBlocked { origin, .. }
+            | KernelEvent::MysqlStatement { origin, .. }
+            | KernelEvent::MysqlSession { origin, .. }
             | KernelEvent::Exec { origin, .. } => origin,
         }
     }
@@ -387,6 +426,50 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 origin,
                 server: SockAddr::from_raw(&e.server),
                 peer: SockAddr::from_raw(&e.peer),
+            }
+        }
+        EventKind::MysqlStatement => {
+            if bytes.len() < MYSQL_STATEMENT_FIXED {
+                return Err(DecodeError::Short {
+                    kind: kind.name(),
+                    len: bytes.len(),
+                    need: MYSQL_STATEMENT_FIXED,
+                });
+            }
+            let word = |at: usize| {
+                u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+            };
+            let mut conn_id = [0u8; 8];
+            conn_id.copy_from_slice(&bytes[24..32]);
+            let text_len = word(36) as usize;
+            let available = bytes.len() - MYSQL_STATEMENT_FIXED;
+            if text_len > available {
+                return Err(DecodeError::BadTextLen {
+                    text_len,
+                    available,
+                });
+            }
+            KernelEvent::MysqlStatement {
+                origin,
+                conn_id: u64::from_ne_bytes(conn_id),
+                command: bytes[32],
+                database: c_string(&bytes[48..48 + MYSQL_NAME_LEN]),
+                user: c_string(&bytes[48 + MYSQL_NAME_LEN..MYSQL_STATEMENT_FIXED]),
+                text: bytes[MYSQL_STATEMENT_FIXED..MYSQL_STATEMENT_FIXED + text_len].to_vec(),
+                truncated: bytes[33] & STMT_TRUNCATED != 0,
+                full_len: word(40),
+            }
+        }
+        EventKind::MysqlSession => {
+            let e: MysqlSessionEvent = read(bytes, kind)?;
+            KernelEvent::MysqlSession {
+                origin,
+                conn_id: e.conn_id,
+                start: e.phase == MYSQL_SESSION_START,
+                user: c_string(&e.user),
+                host: c_string(&e.host),
+                ip: c_string(&e.ip),
+                database: c_string(&e.db),
             }
         }
         EventKind::Exec => {
@@ -670,6 +753,91 @@ mod tests {
             SockAddr::from_raw(&unix),
             SockAddr::Unix {
                 path: "/tmp/.s.P".into()
+            }
+        );
+    }
+
+    #[test]
+    fn mariadb_statement_keeps_connection_database_and_text() {
+        let mut event = agent_common::MysqlStatementEvent {
+            header: header(EventKind::MysqlStatement),
+            conn_id: 0x1_0000_0007,
+            command: agent_common::COM_QUERY,
+            flags: STMT_TRUNCATED,
+            _pad: [0; 2],
+            text_len: 12,
+            full_len: 40_000,
+            _pad2: 0,
+            db: [0; agent_common::MYSQL_NAME_LEN],
+            user: [0; agent_common::MYSQL_NAME_LEN],
+            text: [0; MAX_STATEMENT],
+        };
+        event.db[..4].copy_from_slice(b"shop");
+        event.user[..3].copy_from_slice(b"app");
+        event.text[..12].copy_from_slice(b"DELETE FROM ");
+        let rec = bytes_of(&event)[..MYSQL_STATEMENT_FIXED + 12].to_vec();
+        let KernelEvent::MysqlStatement {
+            origin,
+            conn_id,
+            command,
+            database,
+            user,
+            text,
+            truncated,
+            full_len,
+        } = decode(&rec).unwrap()
+        else {
+            panic!("not a MariaDB statement");
+        };
+        assert_eq!((origin.pid, conn_id, command), (42, 0x1_0000_0007, 3));
+        assert_eq!((database.as_str(), user.as_str()), ("shop", "app"));
+        assert_eq!(text, b"DELETE FROM ");
+        assert!(truncated);
+        assert_eq!(full_len, 40_000);
+        assert!(matches!(
+            decode(&rec[..MYSQL_STATEMENT_FIXED + 3]),
+            Err(DecodeError::BadTextLen { .. })
+        ));
+        assert!(matches!(
+            decode(&rec[..MYSQL_STATEMENT_FIXED - 1]),
+            Err(DecodeError::Short { .. })
+        ));
+    }
+
+    #[test]
+    fn mariadb_session_start_carries_the_login_identity() {
+        let name = |s: &[u8]| {
+            let mut out = [0u8; agent_common::MYSQL_NAME_LEN];
+            out[..s.len()].copy_from_slice(s);
+            out
+        };
+        let mut ip = [0u8; agent_common::MYSQL_IP_LEN];
+        ip[..9].copy_from_slice(b"127.0.0.1");
+        let event = MysqlSessionEvent {
+            header: header(EventKind::MysqlSession),
+            conn_id: 5,
+            phase: MYSQL_SESSION_START,
+            _pad: 0,
+            user: name(b"app"),
+            host: name(b"localhost"),
+            ip,
+            db: name(b"shop"),
+        };
+        assert_eq!(
+            decode(&bytes_of(&event)).unwrap(),
+            KernelEvent::MysqlSession {
+                origin: Origin {
+                    pid: 42,
+                    tid: 42,
+                    uid: 1000,
+                    ktime_ns: 7
+                },
+                conn_id: 5,
+                start: true,
+                user: "app".into(),
+                host: "localhost".into(),
+                ip: "127.0.0.1".into(),
+                database: "shop".into(),
             }
         );
     }

@@ -135,6 +135,105 @@ pub fn parse_title(cmdline: &str) -> Option<BackendTitle> {
     }
 }
 
+/// A running MariaDB server (`mariadbd`): one process serving every session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MariadbServer {
+    /// Server pid.
+    pub pid: u32,
+    /// `/proc/<pid>/exe`, usable as a uprobe target even for binaries in containers.
+    pub exe_link: PathBuf,
+    /// The binary's path as the process sees it.
+    pub exe: PathBuf,
+    /// TCP ports it listens on.
+    pub ports: Vec<u16>,
+    /// Unix socket paths it listens on.
+    pub sockets: Vec<PathBuf>,
+}
+
+/// Inspects one pid: `Some` when it runs a binary named like a MariaDB server.
+pub fn mariadb_server(pid: u32) -> Option<MariadbServer> {
+    let link = PathBuf::from(format!("/proc/{pid}/exe"));
+    let exe = fs::read_link(&link).ok()?;
+    if !super::mariadb::is_server_name(exe.file_name()?.to_str()?) {
+        return None;
+    }
+    let (ports, sockets) = listening(pid);
+    Some(MariadbServer {
+        pid,
+        exe_link: link,
+        exe,
+        ports,
+        sockets,
+    })
+}
+
+/// Every MariaDB server on the host.
+pub fn scan_mariadb() -> Vec<MariadbServer> {
+    all_pids().filter_map(mariadb_server).collect()
+}
+
+/// The TCP ports and unix socket paths process `pid` listens on (through its descriptors
+/// and its network namespace's socket tables).
+fn listening(pid: u32) -> (Vec<u16>, Vec<PathBuf>) {
+    let inodes: std::collections::HashSet<u64> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let target = fs::read_link(e.path()).ok()?;
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        ports.extend(listening_tcp_ports(&text, &inodes));
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    let text = fs::read_to_string(format!("/proc/{pid}/net/unix")).unwrap_or_default();
+    (ports, listening_unix_paths(&text, &inodes))
+}
+
+/// Ports of the listening sockets among `inodes` in a `/proc/net/tcp{,6}` table.
+pub fn listening_tcp_ports(table: &str, inodes: &std::collections::HashSet<u64>) -> Vec<u16> {
+    const LISTEN: &str = "0A";
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            if *state != LISTEN || !inodes.contains(&inode.parse().ok()?) {
+                return None;
+            }
+            u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()
+        })
+        .collect()
+}
+
+/// Paths of the listening sockets among `inodes` in a `/proc/net/unix` table.
+pub fn listening_unix_paths(table: &str, inodes: &std::collections::HashSet<u64>) -> Vec<PathBuf> {
+    /// `__SO_ACCEPTCON`: the socket listens.
+    const ACCEPTCON: u32 = 1 << 16;
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (flags, inode, path) = (fields.get(3)?, fields.get(6)?, fields.get(7)?);
+            let listening = u32::from_str_radix(flags, 16).ok()? & ACCEPTCON != 0;
+            (listening && inodes.contains(&inode.parse().ok()?) && path.starts_with('/'))
+                .then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
 fn all_pids() -> impl Iterator<Item = u32> {
     fs::read_dir("/proc")
         .into_iter()
@@ -168,6 +267,26 @@ pub fn scan() -> (Vec<Postmaster>, Vec<ExistingBackend>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listening_sockets_of_a_process_are_read_from_the_socket_tables() {
+        let inodes: std::collections::HashSet<u64> = [4242, 777].into_iter().collect();
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   105        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   105        0 9999 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:0CEA 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000   105        0 777 1 0000000000000000 20 4 30 10 -1
+";
+        assert_eq!(listening_tcp_ports(tcp, &inodes), vec![3306]);
+        let unix = "Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 777 /run/mysqld/mysqld.sock
+0000000000000000: 00000002 00000000 00010000 0001 01 888 /tmp/other.sock
+0000000000000000: 00000003 00000000 00000000 0001 03 4242 /run/mysqld/mysqld.sock
+";
+        assert_eq!(
+            listening_unix_paths(unix, &inodes),
+            vec![PathBuf::from("/run/mysqld/mysqld.sock")]
+        );
+    }
 
     #[test]
     fn pid_file_gives_port_and_socket() {

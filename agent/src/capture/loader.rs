@@ -13,7 +13,7 @@ use aya::programs::{CgroupAttachMode, CgroupSockAddr, SkLookup, TracePoint, UPro
 use aya::{Ebpf, include_bytes_aligned};
 use tracing::{debug, info, warn};
 
-use super::{points, preflight};
+use super::{mariadb, points, preflight};
 
 /// The kernel object built by `build.rs` from `agent-ebpf`.
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dbward"));
@@ -54,6 +54,14 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// A MariaDB server binary cannot be probed (symbols or `THD` layout not found).
+    #[error("MariaDB server binary {path}: {reason}")]
+    Mariadb {
+        /// The binary.
+        path: PathBuf,
+        /// Why.
+        reason: mariadb::NotProbeable,
+    },
     /// The object lacks a map or program the agent expects (a build mismatch).
     #[error("the kernel object has no {0}: rebuild with `cargo xtask build`")]
     MissingItem(String),
@@ -78,6 +86,9 @@ const HOLD_PROBE: (&str, &str) = ("parse_query", "pg_parse_query");
 
 /// The program attached at each direct point.
 const SITE_PROGRAM: &str = "report_site";
+
+/// MariaDB programs, each attached to the symbol [`mariadb::MariadbBinary`] names.
+const MARIADB_PROGRAMS: [&str; 3] = ["mysql_dispatch", "mysql_login", "mysql_end"];
 
 /// Which statement points to attach (see [`points`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
@@ -129,6 +140,8 @@ pub struct Loader {
     /// binary is reached through each postmaster's `/proc/<pid>/exe` and through
     /// `--binary`), with their statement points.
     attached_binaries: std::collections::HashMap<(u64, u64), AttachedPoints>,
+    /// MariaDB server binaries probed, by (device, inode), with their `MYSQL_LAYOUTS` slot.
+    mariadb_binaries: std::collections::HashMap<(u64, u64), u32>,
     /// The `cgroup/connect_unix` link of `[block]` (closing it detaches the program).
     unix_connect_link: Option<std::os::fd::OwnedFd>,
     /// Classic statement uprobes for binaries without direct points: [`CLASSIC_PROBES`],
@@ -167,7 +180,8 @@ impl Loader {
             .iter()
             .chain(&classic_probes)
             .map(|&(program, _)| program)
-            .chain([SITE_PROGRAM]);
+            .chain([SITE_PROGRAM])
+            .chain(MARIADB_PROGRAMS);
         for program in programs {
             let prog: &mut UProbe = program_mut(&mut ebpf, program)?;
             prog.load().map_err(|source| LoadError::Program {
@@ -179,6 +193,7 @@ impl Loader {
         Ok(Self {
             ebpf,
             attached_binaries: std::collections::HashMap::new(),
+            mariadb_binaries: std::collections::HashMap::new(),
             unix_connect_link: None,
             classic_probes,
             points,
@@ -233,6 +248,87 @@ impl Loader {
         info!(binary = %binary.display(), statement_points = ?attached, "uprobes attached");
         self.attached_binaries.insert(id, attached);
         Ok(attached)
+    }
+
+    /// Attaches the MariaDB uprobes to `binary` (once per binary file), after storing the
+    /// `THD` layout its accessors show in the slot the probes' cookie names.
+    pub fn attach_mariadb_binary(&mut self, binary: &Path) -> Result<(), LoadError> {
+        let meta = std::fs::metadata(binary).map_err(|source| LoadError::Binary {
+            path: binary.to_path_buf(),
+            source,
+        })?;
+        let id = (meta.dev(), meta.ino());
+        if self.mariadb_binaries.contains_key(&id) {
+            return Ok(());
+        }
+        let found = mariadb::inspect(binary).map_err(|reason| LoadError::Mariadb {
+            path: binary.to_path_buf(),
+            reason,
+        })?;
+        let slot = self.mariadb_binaries.len() as u32;
+        if slot >= agent_common::MYSQL_LAYOUT_SLOTS {
+            return Err(LoadError::Mariadb {
+                path: binary.to_path_buf(),
+                reason: mariadb::NotProbeable::Unreadable(format!(
+                    "at most {} distinct MariaDB server binaries are probed",
+                    agent_common::MYSQL_LAYOUT_SLOTS
+                )),
+            });
+        }
+        let l = found.layout;
+        let map = self
+            .ebpf
+            .map_mut("MYSQL_LAYOUTS")
+            .ok_or_else(|| LoadError::MissingItem("map MYSQL_LAYOUTS".into()))?;
+        // `MysqlLayout` is six `u32`s (`#[repr(C)]`).
+        Array::<_, [u32; 6]>::try_from(map)
+            .and_then(|mut layouts| {
+                layouts.set(
+                    slot,
+                    [l.thread_id, l.security_ctx, l.user, l.host, l.ip, l.db],
+                    0,
+                )
+            })
+            .map_err(|source| LoadError::Map {
+                name: "MYSQL_LAYOUTS",
+                source,
+            })?;
+        for (program, symbol) in
+            MARIADB_PROGRAMS
+                .into_iter()
+                .zip([&found.dispatch, &found.login, &found.end])
+        {
+            let prog: &mut UProbe = program_mut(&mut self.ebpf, program)?;
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::Symbol(symbol),
+                cookie: Some(u64::from(slot)),
+            };
+            prog.attach(point, binary, UProbeScope::AllProcesses)
+                .map_err(|source| LoadError::Program {
+                    what: format!("attaching {program} to {symbol} in {}", binary.display()),
+                    source,
+                })?;
+        }
+        info!(binary = %binary.display(), layout = ?found.layout, "MariaDB uprobes attached");
+        self.mariadb_binaries.insert(id, slot);
+        Ok(())
+    }
+
+    /// Tells the kernel to report this MariaDB server's sessions.
+    pub fn watch_mariadb(&mut self, pid: u32) -> Result<(), LoadError> {
+        self.hash_map::<u32, u32>("MYSQL_SERVERS")?
+            .insert(pid, pid, 0)
+            .map_err(|source| LoadError::Map {
+                name: "MYSQL_SERVERS",
+                source,
+            })
+    }
+
+    /// Stops reporting a MariaDB server (it exited).
+    pub fn unwatch_mariadb(&mut self, pid: u32) {
+        if let Ok(mut map) = self.hash_map::<u32, u32>("MYSQL_SERVERS") {
+            let _ = map.remove(&pid);
+        }
     }
 
     /// Tells the kernel to follow accepts and forks of this postmaster.

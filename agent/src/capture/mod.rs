@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod discover;
 pub mod loader;
+pub mod mariadb;
 pub mod points;
 pub mod preflight;
 pub mod unix_connect;
@@ -48,6 +49,8 @@ pub enum CaptureMessage {
     Kernel(KernelEvent),
     /// A cluster was found and attached.
     Cluster(Postmaster, AttachedPoints),
+    /// A MariaDB server was found and its sessions are captured.
+    Mariadb(discover::MariadbServer),
     /// A backend that existed before the agent started.
     Existing(discover::ExistingBackend),
     /// Current kernel drop counts by event kind.
@@ -78,6 +81,8 @@ pub struct Capture {
     targets: Targets,
     /// Postmasters whose `postmaster.pid` is not complete yet (just started).
     pending: Vec<(u32, u32)>,
+    /// MariaDB servers that just started and do not listen yet.
+    pending_mariadb: Vec<(u32, u32)>,
     /// `[block]`: adopted clusters' ports and sockets are protected too.
     protect: bool,
 }
@@ -104,6 +109,7 @@ impl Capture {
             ring,
             targets,
             pending: Vec::new(),
+            pending_mariadb: Vec::new(),
             protect: false,
         })
     }
@@ -133,6 +139,33 @@ impl Capture {
         }
         info!(pid = pm.pid, exe = %pm.exe.display(), port = ?pm.port, socket = ?pm.socket, "watching PostgreSQL cluster");
         Ok(points)
+    }
+
+    /// Captures a MariaDB server's sessions (its binary is probed once) and watches its
+    /// ports and sockets as for a PostgreSQL cluster.
+    fn adopt_mariadb(&mut self, server: &discover::MariadbServer) -> Result<(), LoadError> {
+        self.loader.attach_mariadb_binary(&server.exe_link)?;
+        self.loader.watch_mariadb(server.pid)?;
+        self.watch_listeners(&server.ports, &server.sockets)?;
+        info!(pid = server.pid, exe = %server.exe.display(), ports = ?server.ports, sockets = ?server.sockets, "watching MariaDB server");
+        Ok(())
+    }
+
+    /// Watches (and, with `[block]`, protects) a MariaDB server's listeners.
+    fn watch_listeners(&mut self, ports: &[u16], sockets: &[PathBuf]) -> Result<(), LoadError> {
+        for &port in ports {
+            self.loader.watch_port(port)?;
+            if self.protect {
+                self.loader.protect_port(port)?;
+            }
+        }
+        for socket in sockets {
+            self.loader.watch_socket(socket)?;
+            if self.protect {
+                self.loader.protect_socket(socket)?;
+            }
+        }
+        Ok(())
     }
 
     /// Watches an additional TCP port (e.g. the shim's listener) for client identity.
@@ -192,6 +225,23 @@ impl Capture {
                 return Ok(());
             }
         }
+        for server in discover::scan_mariadb() {
+            if !self.wanted(server.pid) {
+                continue;
+            }
+            match self.adopt_mariadb(&server) {
+                Ok(()) => {
+                    if tx
+                        .send(vec![CaptureMessage::Mariadb(server)])
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                Err(e) => warn!(pid = server.pid, error = %e, "cannot capture MariaDB server"),
+            }
+        }
         for backend in backends {
             if !self.wanted(backend.postmaster) {
                 continue;
@@ -232,6 +282,11 @@ impl Capture {
                 _ = tick.tick() => {
                     for (pm, points) in self.poll_pending() {
                         if tx.send(vec![CaptureMessage::Cluster(pm, points)]).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    for server in self.poll_pending_mariadb() {
+                        if tx.send(vec![CaptureMessage::Mariadb(server)]).await.is_err() {
                             return Ok(());
                         }
                     }
@@ -286,10 +341,20 @@ impl Capture {
     /// Reacts to lifecycle events the capture itself must follow.
     fn observe(&mut self, event: &KernelEvent) {
         match event {
-            KernelEvent::Exec { origin, .. } => {
-                if self.wanted(origin.pid)
-                    && let Some(pm) = discover::postmaster(origin.pid)
-                {
+            KernelEvent::Exec { origin, .. } if self.wanted(origin.pid) => {
+                if let Some(server) = discover::mariadb_server(origin.pid) {
+                    // Its statements are reported from now on; its listeners come later.
+                    match self
+                        .loader
+                        .attach_mariadb_binary(&server.exe_link)
+                        .and_then(|()| self.loader.watch_mariadb(origin.pid))
+                    {
+                        Ok(()) => self.pending_mariadb.push((origin.pid, 0)),
+                        Err(e) => {
+                            warn!(pid = origin.pid, error = %e, "cannot capture new MariaDB server")
+                        }
+                    }
+                } else if let Some(pm) = discover::postmaster(origin.pid) {
                     // Follow it at once; its port and socket appear once it is up.
                     if let Err(e) = self.adopt(&pm) {
                         warn!(pid = origin.pid, error = %e, "cannot watch new PostgreSQL server");
@@ -299,10 +364,33 @@ impl Capture {
             }
             KernelEvent::Exit { origin } => {
                 self.loader.unwatch_postmaster(origin.pid);
+                self.loader.unwatch_mariadb(origin.pid);
                 self.pending.retain(|(pid, _)| *pid != origin.pid);
+                self.pending_mariadb.retain(|(pid, _)| *pid != origin.pid);
             }
             _ => {}
         }
+    }
+
+    /// Looks for the listeners of MariaDB servers that just started, until they listen;
+    /// returns those now listening.
+    fn poll_pending_mariadb(&mut self) -> Vec<discover::MariadbServer> {
+        let mut ready = Vec::new();
+        let mut still = Vec::new();
+        for (pid, tries) in std::mem::take(&mut self.pending_mariadb) {
+            match discover::mariadb_server(pid) {
+                Some(server) if !server.ports.is_empty() || !server.sockets.is_empty() => {
+                    match self.watch_listeners(&server.ports, &server.sockets) {
+                        Ok(()) => ready.push(server),
+                        Err(e) => warn!(pid, error = %e, "cannot watch MariaDB server"),
+                    }
+                }
+                Some(_) if tries < 240 => still.push((pid, tries + 1)),
+                _ => {}
+            }
+        }
+        self.pending_mariadb = still;
+        ready
     }
 
     /// Re-reads `postmaster.pid` of clusters that just started, until it is complete;

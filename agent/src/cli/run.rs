@@ -26,6 +26,7 @@ use crate::enforce::state::StateFile;
 use crate::enforce::{Enforcer, HeldBackend};
 use crate::event::{Event, EventType, format_ts};
 use crate::pipeline;
+use crate::policy::Unmediated;
 use crate::policy::store::PolicyStore;
 use crate::session::{Clock, Correlator, HostInspector};
 use crate::shim::Shim;
@@ -231,6 +232,10 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
         None => approvals.clone(),
     };
     let (enforce_tx, mut enforce_rx) = mpsc::channel::<Event>(4096);
+    let terminator = crate::enforce::mariadb::Terminator::start(enforce_tx.clone(), "root".into());
+    // Each MariaDB server's unix socket, for its administrative `KILL`s.
+    let mut mariadb_sockets: std::collections::HashMap<u32, std::path::PathBuf> =
+        std::collections::HashMap::new();
     let enforcer = Enforcer::new(
         channel.clone(),
         enforce_tx,
@@ -408,9 +413,30 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
                             }
                             None
                         }
-                        CaptureMessage::Kernel(k) => correlator.handle(k).map(|mut e| {
-                            if e.kind == Some(EventType::Statement) {
-                                pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid, &mut decisions);
+                        CaptureMessage::Kernel(k) => {
+                            if let KernelEvent::Exit { origin } = &k {
+                                for end in correlator.mariadb_server_exited(origin.pid, origin.ktime_ns) {
+                                    publisher.publish(end);
+                                }
+                            }
+                            correlator.handle(k).map(|mut e| {
+                            if e.kind == Some(EventType::Statement)
+                                && let (Some(pid), Some(id)) = (e.server_pid, e.connection_id)
+                                && terminator.own().contains(pid, id)
+                            {
+                                e.source = Some("kernel".into());
+                                e.unmediated = Some(false);
+                                e.reason = Some("the agent's own administrative connection".into());
+                            } else if e.kind == Some(EventType::Statement) {
+                                let unmediated = pipeline::judge_kernel_statement(&mut e, &policy.current(), agent_pid, &mut decisions);
+                                // Enforcement on unmediated sessions is on with the holds.
+                                if let (Some(pid), Some(action)) = (e.server_pid, unmediated)
+                                    && action != Unmediated::Audit
+                                    && holds.is_on()
+                                {
+                                    let socket = mariadb_sockets.get(&pid).cloned();
+                                    terminator.end_session(&e, action, socket);
+                                }
                                 if holds.is_on()
                                     && let Some(pid) = e.backend_pid
                                     && holds.app_changed(pid, e.application_name.as_deref())
@@ -422,7 +448,22 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
                                 e.source = Some("kernel".into());
                             }
                             e
-                        }),
+                        })
+                        }
+                        CaptureMessage::Mariadb(server) => {
+                            if let Some(socket) = server.sockets.first() {
+                                mariadb_sockets.insert(server.pid, socket.clone());
+                            }
+                            if let Ok(mut s) = status.lock() {
+                                let binary = format!("{} (MariaDB)", server.exe.display());
+                                if !s.attached_binaries.contains(&binary) {
+                                    s.attached_binaries.push(binary);
+                                }
+                                let ports: Vec<String> = server.ports.iter().map(u16::to_string).collect();
+                                s.clusters.insert(server.pid, format!("MariaDB port {}", ports.join(",")));
+                            }
+                            Some(mariadb_event(&host, &server))
+                        }
                         CaptureMessage::Cluster(pm, points) => {
                             correlator.add_postmaster(pm.pid, pm.port, pm.socket.as_ref().map(|p| p.display().to_string()));
                             if let Ok(mut s) = status.lock() {
@@ -543,6 +584,38 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
         "dbward agent stopped"
     );
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The `cluster_attached` event of a MariaDB server.
+fn mariadb_event(host: &str, server: &crate::capture::discover::MariadbServer) -> Event {
+    let mut cluster = std::collections::BTreeMap::new();
+    cluster.insert("binary".to_owned(), server.exe.display().to_string());
+    cluster.insert(
+        "server".to_owned(),
+        crate::session::mariadb::SERVER.to_owned(),
+    );
+    if !server.ports.is_empty() {
+        let ports: Vec<String> = server.ports.iter().map(u16::to_string).collect();
+        cluster.insert("port".to_owned(), ports.join(","));
+    }
+    if !server.sockets.is_empty() {
+        let sockets: Vec<String> = server
+            .sockets
+            .iter()
+            .map(|s| s.display().to_string())
+            .collect();
+        cluster.insert("socket".to_owned(), sockets.join(","));
+    }
+    Event {
+        kind: Some(EventType::ClusterAttached),
+        ts: format_ts(std::time::SystemTime::now()),
+        host: host.to_owned(),
+        server: Some(crate::session::mariadb::SERVER.into()),
+        server_pid: Some(server.pid),
+        cluster: Some(cluster),
+        source: Some("kernel".into()),
+        ..Event::default()
+    }
 }
 
 fn cluster_event(

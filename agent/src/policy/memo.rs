@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::classify::NoPrepared;
-use super::{Classification, Decision, Facts, PolicySet};
+use super::{Classification, Decision, Facts, Outcome, PolicySet, Unmediated};
 
 /// Most sessions remembered; beyond it (ends that were missed) the memo starts afresh.
 const MAX_SESSIONS: usize = 4096;
@@ -34,6 +34,10 @@ pub struct Judgement {
     pub principal: String,
     /// The principal's kind.
     pub principal_kind: &'static str,
+    /// What the decision means for a session that bypassed the shim: `Audit` when the
+    /// statement may run (the outcome is allow or audit, or the rule says `unmediated:
+    /// audit`), else the rule's `hold`, `terminate` or `block`.
+    pub unmediated: Unmediated,
 }
 
 impl Judgement {
@@ -45,6 +49,10 @@ impl Judgement {
             class: decision.classification.class.name(),
             principal: decision.principal.name.clone(),
             principal_kind: decision.principal.kind.name(),
+            unmediated: match decision.outcome {
+                Outcome::Allow | Outcome::Audit => Unmediated::Audit,
+                _ => decision.unmediated,
+            },
         }
     }
 }

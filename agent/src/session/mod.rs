@@ -7,6 +7,7 @@
 //! [`Inspector`] trait so the state machine itself is pure and unit-tested.
 
 pub mod identity;
+pub mod mariadb;
 pub mod tcp_clients;
 
 use std::collections::{BTreeMap, HashMap};
@@ -125,12 +126,15 @@ pub struct Correlator<I> {
     unresolved_tcp: HashMap<u16, (Client, u64)>,
     /// Loopback clients of the agent's own listeners, shared with the shim.
     own_listeners: Option<(Vec<u16>, Arc<tcp_clients::TcpClients>)>,
+    /// Sessions of MariaDB servers.
+    mariadb: mariadb::MariadbSessions,
 }
 
 impl<I: Inspector> Correlator<I> {
     /// A correlator for `host`.
     pub fn new(host: String, clock: Clock, inspector: I) -> Self {
         Self {
+            mariadb: mariadb::MariadbSessions::new(host.clone(), clock),
             host,
             clock,
             inspector,
@@ -163,7 +167,12 @@ impl<I: Inspector> Correlator<I> {
 
     /// Live sessions.
     pub fn session_count(&self) -> usize {
-        self.sessions.len()
+        self.sessions.len() + self.mariadb.len()
+    }
+
+    /// Ends the sessions of a MariaDB server that exited.
+    pub fn mariadb_server_exited(&mut self, pid: u32, ktime: u64) -> Vec<Event> {
+        self.mariadb.server_exited(pid, ktime)
     }
 
     /// Registers a backend that existed before the agent, and announces it.
@@ -205,6 +214,9 @@ impl<I: Inspector> Correlator<I> {
     /// Processes one kernel event; returns the events it completes.
     pub fn handle(&mut self, event: KernelEvent) -> Option<Event> {
         match event {
+            mysql @ (KernelEvent::MysqlStatement { .. } | KernelEvent::MysqlSession { .. }) => {
+                self.mariadb.handle(mysql)
+            }
             KernelEvent::Accept { origin, fd, peer } => {
                 self.postmasters.entry(origin.pid).or_default().last_accept = Some((fd, peer));
                 None
