@@ -171,3 +171,80 @@ fn a_statement_policy_ends_is_killed_on_the_server_while_others_run_on() {
     let reads = statements_containing(&events, "maria-still-up");
     assert_eq!(reads[0]["outcome"], "audit");
 }
+
+#[test]
+fn block_refuses_direct_connections_to_a_mariadb_server_except_allowed_uids() {
+    use std::os::unix::process::CommandExt as _;
+    let server = MariaServer::start();
+    create_app_user(&server);
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("look up nobody")
+        .expect("the nobody user exists")
+        .uid
+        .as_raw();
+    let config = format!("[block]\nenabled = true\nallow_uids = [{nobody}]\n");
+    let agent = Agent::start_with_config(Some(server.pid), &config, &[]);
+
+    let refused = server
+        .tcp_client("app", "pw", "shop")
+        .args(["-e", "SELECT 'maria-refused'"])
+        .output()
+        .expect("mariadb");
+    assert!(
+        !refused.status.success(),
+        "a direct TCP connection was not refused"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("(111") || stderr.contains("refused"),
+        "{stderr}"
+    );
+    let over_socket = std::process::Command::new("mariadb")
+        .args(["--no-defaults", "-u", "root", "--socket"])
+        .arg(&server.socket)
+        .args(["-e", "SELECT 'maria-refused-unix'"])
+        .output()
+        .expect("mariadb");
+    assert!(
+        !over_socket.status.success(),
+        "a direct unix-socket connection was not refused"
+    );
+
+    let allowed = server
+        .tcp_client("app", "pw", "shop")
+        .args(["-e", "SELECT 'maria-allowed'"])
+        .uid(nobody)
+        .output()
+        .expect("mariadb");
+    assert!(
+        allowed.status.success(),
+        "allowed uid {nobody} refused: {}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+
+    let events = agent.wait_events("the refusals and the allowed statement", WAIT, |events| {
+        events
+            .iter()
+            .filter(|e| e["type"] == "connection_blocked")
+            .count()
+            >= 2
+            && !statements_containing(events, "maria-allowed").is_empty()
+    });
+    let blocked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "connection_blocked")
+        .collect();
+    assert!(
+        blocked
+            .iter()
+            .any(|e| e["target"]["port"] == u64::from(server.port)),
+        "{blocked:#?}"
+    );
+    assert!(
+        blocked
+            .iter()
+            .any(|e| e["target"]["socket"] == server.socket.display().to_string()),
+        "{blocked:#?}"
+    );
+    assert!(statements_containing(&events, "maria-refused").is_empty());
+}
