@@ -59,6 +59,16 @@ pub fn shipped_policies() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
+/// The `statement` events whose SQL contains `marker`.
+pub fn statements_containing<'a>(events: &'a [Value], marker: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| {
+            e["type"] == "statement" && e["sql"].as_str().is_some_and(|s| s.contains(marker))
+        })
+        .collect()
+}
+
 /// A running agent; killed on drop.
 pub struct Agent {
     child: Child,

@@ -5,20 +5,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dbward_e2e::agent::{Agent, dbward_bin};
+use dbward_e2e::agent::{Agent, dbward_bin, statements_containing};
 use dbward_e2e::pg::{Cluster, PG_BIN};
-use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn statements_containing<'a>(events: &'a [Value], marker: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| {
-            e["type"] == "statement" && e["sql"].as_str().is_some_and(|s| s.contains(marker))
-        })
-        .collect()
-}
 
 /// Runs psql and returns its pid, so the client identity can be checked.
 fn psql_pid(conninfo: &str, sql: &str) -> u32 {

@@ -3,20 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use dbward_e2e::agent::Agent;
+use dbward_e2e::agent::{Agent, statements_containing};
 use dbward_e2e::mariadb::MariaServer;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn statements_containing<'a>(events: &'a [Value], marker: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| {
-            e["type"] == "statement" && e["sql"].as_str().is_some_and(|s| s.contains(marker))
-        })
-        .collect()
-}
 
 fn create_app_user(server: &MariaServer) {
     server.admin(
