@@ -123,20 +123,7 @@ impl Capture {
     fn adopt(&mut self, pm: &Postmaster) -> Result<AttachedPoints, LoadError> {
         self.loader.watch_postmaster(pm.pid)?;
         let points = self.loader.attach_server_binary(&pm.exe_link)?;
-        if let Some(port) = pm.port {
-            self.loader.watch_port(port)?;
-        }
-        if let Some(socket) = &pm.socket {
-            self.loader.watch_socket(socket)?;
-        }
-        if self.protect {
-            if let Some(port) = pm.port {
-                self.loader.protect_port(port)?;
-            }
-            if let Some(socket) = &pm.socket {
-                self.loader.protect_socket(socket)?;
-            }
-        }
+        self.watch_listeners(pm.port.as_slice(), pm.socket.as_slice())?;
         info!(pid = pm.pid, exe = %pm.exe.display(), port = ?pm.port, socket = ?pm.socket, "watching PostgreSQL cluster");
         Ok(points)
     }
@@ -144,14 +131,19 @@ impl Capture {
     /// Captures a MariaDB server's sessions (its binary is probed once) and watches its
     /// ports and sockets as for a PostgreSQL cluster.
     fn adopt_mariadb(&mut self, server: &discover::MariadbServer) -> Result<(), LoadError> {
-        self.loader.attach_mariadb_binary(&server.exe_link)?;
-        self.loader.watch_mariadb(server.pid)?;
+        self.probe_mariadb(server)?;
         self.watch_listeners(&server.ports, &server.sockets)?;
         info!(pid = server.pid, exe = %server.exe.display(), ports = ?server.ports, sockets = ?server.sockets, "watching MariaDB server");
         Ok(())
     }
 
-    /// Watches (and, with `[block]`, protects) a MariaDB server's listeners.
+    /// Probes a MariaDB server's binary (once per binary) and reports its sessions.
+    fn probe_mariadb(&mut self, server: &discover::MariadbServer) -> Result<(), LoadError> {
+        self.loader.attach_mariadb_binary(&server.exe_link)?;
+        self.loader.watch_mariadb(server.pid)
+    }
+
+    /// Watches a server's listeners for client connects and, with `[block]`, protects them.
     fn watch_listeners(&mut self, ports: &[u16], sockets: &[PathBuf]) -> Result<(), LoadError> {
         for &port in ports {
             self.loader.watch_port(port)?;
@@ -344,11 +336,7 @@ impl Capture {
             KernelEvent::Exec { origin, .. } if self.wanted(origin.pid) => {
                 if let Some(server) = discover::mariadb_server(origin.pid) {
                     // Its statements are reported from now on; its listeners come later.
-                    match self
-                        .loader
-                        .attach_mariadb_binary(&server.exe_link)
-                        .and_then(|()| self.loader.watch_mariadb(origin.pid))
-                    {
+                    match self.probe_mariadb(&server) {
                         Ok(()) => self.pending_mariadb.push((origin.pid, 0)),
                         Err(e) => {
                             warn!(pid = origin.pid, error = %e, "cannot capture new MariaDB server")

@@ -420,10 +420,8 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
                                 }
                             }
                             correlator.handle(k).map(|mut e| {
-                            if e.kind == Some(EventType::Statement)
-                                && let (Some(pid), Some(id)) = (e.server_pid, e.connection_id)
-                                && terminator.own().contains(pid, id)
-                            {
+                            let own = e.server_pid.zip(e.connection_id).is_some_and(|(pid, id)| terminator.own().contains(pid, id));
+                            if e.kind == Some(EventType::Statement) && own {
                                 e.source = Some("kernel".into());
                                 e.unmediated = Some(false);
                                 e.reason = Some("the agent's own administrative connection".into());
@@ -454,15 +452,16 @@ async fn agent(config: AgentConfig, mut args: RunArgs) -> anyhow::Result<ExitCod
                             if let Some(socket) = server.sockets.first() {
                                 mariadb_sockets.insert(server.pid, socket.clone());
                             }
+                            let event = mariadb_event(&host, &server);
                             if let Ok(mut s) = status.lock() {
                                 let binary = format!("{} (MariaDB)", server.exe.display());
                                 if !s.attached_binaries.contains(&binary) {
                                     s.attached_binaries.push(binary);
                                 }
-                                let ports: Vec<String> = server.ports.iter().map(u16::to_string).collect();
-                                s.clusters.insert(server.pid, format!("MariaDB port {}", ports.join(",")));
+                                let ports = event.cluster.as_ref().and_then(|c| c.get("port")).map_or("", String::as_str);
+                                s.clusters.insert(server.pid, format!("MariaDB port {ports}"));
                             }
-                            Some(mariadb_event(&host, &server))
+                            Some(event)
                         }
                         CaptureMessage::Cluster(pm, points) => {
                             correlator.add_postmaster(pm.pid, pm.port, pm.socket.as_ref().map(|p| p.display().to_string()));

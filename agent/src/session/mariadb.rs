@@ -212,13 +212,10 @@ impl MariadbSessions {
     }
 }
 
-/// A session id unique on the host: start time, server pid and connection id.
+/// A session id unique on the host: a PostgreSQL-style id of the server process and start
+/// time, and the connection id.
 fn session_id(pid: u32, conn_id: u64, start: SystemTime) -> String {
-    let micros = start
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or(0);
-    format!("{micros:x}-{pid}-c{conn_id}")
+    format!("{}-c{conn_id}", super::session_id(pid, start))
 }
 
 #[cfg(test)]
