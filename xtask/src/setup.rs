@@ -74,8 +74,8 @@ fn debian_packages() -> anyhow::Result<()> {
         .args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    // Debian starts the packaged clusters and pgbouncer; the tests start their own.
-    for service in ["postgresql", "pgbouncer"] {
+    // Debian starts the packaged servers and pgbouncer; the tests start their own.
+    for service in ["postgresql", "pgbouncer", "mariadb"] {
         let _ = Command::new("systemctl").args(["stop", service]).status();
         let _ = Command::new("service").args([service, "stop"]).status();
     }
