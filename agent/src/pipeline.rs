@@ -1,11 +1,12 @@
 //! The joins between stages: shim events → stream events, policy decisions for sessions
 //! that bypassed the shim, and stream events → audit records. Pure: no I/O.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use crate::audit::Payload;
 use crate::audit::canonical::CanonicalError;
+use crate::audit::shaped::{Body, Shape};
 use crate::event::{Event, EventType, format_ts};
 use crate::policy::memo::DecisionMemo;
 use crate::policy::{Facts, PolicySet, Unmediated};
@@ -184,6 +185,35 @@ pub fn judge_kernel_statement(
     event.principal_kind = Some(judged.principal_kind.into());
     event.action = Some("recorded".into());
     Some(judged.unmediated)
+}
+
+/// How statement records are shaped from their event (see [`audit_payload`]).
+static STATEMENT_SHAPE: LazyLock<Shape> = LazyLock::new(|| {
+    Shape::new()
+        .rename("sql", "statement")
+        .default_member("session_id", "")
+        .and_then(|s| s.default_member("statement", ""))
+        .and_then(|s| s.default_member("outcome", "observed"))
+        .unwrap_or_else(|_| unreachable!("strings always serialise"))
+});
+
+/// How session_start and session_end records are shaped from their event.
+static SESSION_SHAPE: LazyLock<Shape> = LazyLock::new(|| {
+    Shape::new()
+        .default_member("session_id", "")
+        .unwrap_or_else(|_| unreachable!("strings always serialise"))
+});
+
+/// The audit record for a stream event, as [`audit_payload`] builds it. Statements and
+/// session starts and ends (nearly every record) are written here in their final form, less
+/// the header the log adds; the rest go as a [`Payload`].
+pub fn audit_record(event: &Event) -> Option<Result<Body, CanonicalError>> {
+    let shape: &Shape = match event.kind? {
+        EventType::Statement => &STATEMENT_SHAPE,
+        EventType::SessionStart | EventType::SessionEnd => &SESSION_SHAPE,
+        _ => return audit_payload(event).map(|p| p.map(Body::Payload)),
+    };
+    Some(Body::prepare(event, shape))
 }
 
 /// The audit record payload for a stream event (`None` for events that are not audited:
@@ -420,6 +450,70 @@ rules:
                 );
             }
         }
+    }
+
+    /// Both ways of building a record, sealed under the same header.
+    fn sealed_both_ways(event: &Event) -> Option<(String, String)> {
+        use crate::audit::record::{Header, seal_into};
+        let header = Header {
+            seq: 9,
+            host: "db1",
+            ts: "2026-11-25T00:00:00.000000001Z",
+            prev_hash: crate::audit::record::GENESIS_HASH,
+        };
+        let seal = |body: Body| {
+            let mut line = Vec::new();
+            seal_into(&header, body, &mut line).expect("seals");
+            String::from_utf8(line).expect("utf8")
+        };
+        let record = audit_record(event)?.expect("record");
+        let payload = audit_payload(event)?.expect("payload");
+        Some((seal(record), seal(Body::Payload(payload))))
+    }
+
+    #[test]
+    fn records_written_by_the_audit_writer_equal_the_payloads() {
+        let kinds = [
+            EventType::ConnectionBlocked,
+            EventType::SessionStart,
+            EventType::Statement,
+            EventType::SessionEnd,
+            EventType::KernelDrops,
+            EventType::ClusterAttached,
+            EventType::Hold,
+            EventType::Decision,
+            EventType::PolicyReload,
+        ];
+        let mut full = statement(77, "psql", "DROP TABLE t -- \"é\"\n");
+        full.outcome = Some("deny".into());
+        full.rule = Some("no-ddl".into());
+        full.statements = Some(4);
+        full.sql_length = Some(20);
+        full.command_tags = Some(vec!["DROP TABLE".into()]);
+        full.unmediated = Some(true);
+        let sparse = Event::default();
+        for kind in kinds {
+            for base in [&full, &sparse] {
+                let event = Event {
+                    kind: Some(kind),
+                    ..base.clone()
+                };
+                let both = sealed_both_ways(&event);
+                if let Some((record, payload)) = &both {
+                    assert_eq!(record, payload, "{kind:?}");
+                }
+                assert_eq!(both.is_none(), kind == EventType::ClusterAttached);
+            }
+        }
+        // The statement's record is written in the single pass, not through a Payload.
+        let statement = Event {
+            kind: Some(EventType::Statement),
+            ..full
+        };
+        assert!(crate::audit::shaped::is_streamed(
+            &statement,
+            &STATEMENT_SHAPE
+        ));
     }
 
     #[test]

@@ -214,6 +214,47 @@ impl Payload {
         self.insert(key, value)
     }
 
+    /// How many members there are (duplicates of an unsorted payload counted).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the members are strictly ascending by key.
+    pub(super) fn is_sorted(&self) -> bool {
+        self.sorted
+    }
+
+    /// The buffer the member ranges of [`Payload::ranges`] point into.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Each member's key and where its canonical bytes are in [`Payload::bytes`].
+    pub(super) fn ranges(&self) -> impl Iterator<Item = (&str, Range<usize>)> {
+        self.entries.iter().map(|(k, r)| (k.as_ref(), r.clone()))
+    }
+
+    /// Each member's key and canonical bytes.
+    pub(super) fn members(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries
+            .iter()
+            .map(|(k, r)| (k.as_ref(), &self.bytes[r.clone()]))
+    }
+
+    /// Sets member `key` to already canonical `bytes`.
+    pub(super) fn insert_raw(&mut self, key: String, bytes: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        let range = start..self.bytes.len();
+        let key: Key = Cow::Owned(key);
+        if self.sorted {
+            self.set(key, range);
+        } else {
+            self.remove(&key);
+            self.entries.push((key, range));
+        }
+    }
+
     /// The canonical bytes of member `key`, if present.
     pub fn raw(&self, key: &str) -> Option<&[u8]> {
         self.entries
@@ -325,7 +366,7 @@ impl From<serde_json::Map<String, serde_json::Value>> for Payload {
 /// The order of member keys: by their UTF-8 bytes. Keys are short and nearly always differ
 /// in their first bytes, so a byte loop is cheaper than a call to `memcmp` (which the
 /// slice comparison makes), and every member is compared a few times per record.
-fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub(super) fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     for (x, y) in a.iter().zip(b) {
         if x != y {
@@ -335,7 +376,7 @@ fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-fn write_str(s: &str, out: &mut Vec<u8>) {
+pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
     // serde_json escapes only control characters, `"` and `\\`: most keys and values have
     // none, and are copied as they are.
     // No early exit: the fold vectorises, and long statements are nearly always clean.

@@ -18,6 +18,7 @@ use super::config::AuditConfig;
 use super::event::{AuditEvent, Extra};
 use super::key::HostKey;
 use super::resume::resume;
+use super::shaped::Body;
 use super::writer::{Msg, Writer, to_payload};
 
 /// Seq assignment and checkpoint scheduling, shared by appenders and the writer thread.
@@ -31,13 +32,13 @@ pub(super) struct Sequencer {
 }
 
 impl Sequencer {
-    fn push(&mut self, payload: Payload) -> Result<u64, AuditError> {
+    fn push(&mut self, body: Body) -> Result<u64, AuditError> {
         let seq = self.next_seq;
         self.tx
             .send(Msg::Event {
                 seq,
                 at: SystemTime::now(),
-                payload,
+                body,
             })
             .map_err(|_| AuditError::WriterStopped)?;
         self.next_seq += 1;
@@ -200,18 +201,25 @@ impl AuditLog {
             return Err(AuditError::ReservedType("checkpoint"));
         }
         let payload = to_payload(event)?;
-        self.lock()?.push(payload)
+        self.lock()?.push(Body::Payload(payload))
     }
 
     /// Appends a payload built by the caller (an object with a `type` member, see
-    /// [`Payload`]); the fast path for the agent's event stream. Like [`AuditLog::append`].
+    /// [`Payload`]). Like [`AuditLog::append`].
     pub fn append_payload(&self, payload: Payload) -> Result<u64, AuditError> {
-        match payload.raw("type") {
-            Some(b"\"checkpoint\"") => return Err(AuditError::ReservedType("checkpoint")),
+        self.append_record(Body::Payload(payload))
+    }
+
+    /// Appends a record body, e.g. one prepared where the event was made (see
+    /// [`super::shaped`]): the fast path for the agent's event stream. Like
+    /// [`AuditLog::append`].
+    pub fn append_record(&self, body: Body) -> Result<u64, AuditError> {
+        match body.record_type() {
+            Some("checkpoint") => return Err(AuditError::ReservedType("checkpoint")),
             Some(_) => {}
             None => return Err(AuditError::Encode("a record payload needs a `type`".into())),
         }
-        self.lock()?.push(payload)
+        self.lock()?.push(body)
     }
 
     /// Writes and fsyncs everything appended so far; returns the last durable seq.

@@ -3,6 +3,7 @@
 //!
 //! - [`event`] — the `AuditEvent` types callers append.
 //! - [`canonical`] — canonical JSON written straight from `Serialize` types (`Payload`).
+//! - [`shaped`] — records written straight from a struct, and what the writer seals.
 //! - [`record`] — canonical JSON, sealing and checking records, the chain tip (pure).
 //! - [`checkpoint`] — what checkpoints sign, making and verifying them (pure).
 //! - [`key`] — the host's ed25519 key files.
@@ -22,6 +23,7 @@ pub mod key;
 pub mod log;
 pub mod record;
 pub mod resume;
+pub mod shaped;
 pub mod verify;
 mod writer;
 

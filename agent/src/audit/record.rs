@@ -4,13 +4,20 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::canonical::Payload;
+use super::canonical::{CanonicalError, Payload};
+use super::shaped::Body;
 
 /// `prev_hash` of the very first record of a log.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Field names the log owns; payload fields with these names are replaced.
 pub const HEADER_FIELDS: [&str; 5] = ["seq", "id", "ts", "prev_hash", "hash"];
+
+/// The members the log gives each record before hashing it, in key order.
+pub const HEADER_KEYS: [&str; 4] = ["id", "prev_hash", "seq", "ts"];
+
+/// The member that holds the record's hash: a payload's member of that name is dropped.
+pub const OMITTED_KEY: &str = "hash";
 
 /// Appends the canonical JSON of `value` to `out`: objects with keys sorted by their UTF-8
 /// bytes at every depth, no whitespace, strings and numbers as `serde_json` writes them.
@@ -99,18 +106,32 @@ pub struct Sealed {
 /// The hash is the hex sha256 of the canonical JSON of the record without `hash`; the line is
 /// that canonical JSON with `"hash":"…"` appended as the last member.
 pub fn seal(header: &Header<'_>, payload: impl Into<Payload>) -> Sealed {
-    // Header members replace payload members of the same name; none of these can fail.
-    let mut members = Payload::default();
-    let _ = members.insert("id", &record_id(header.host, header.seq));
-    let _ = members.insert("prev_hash", header.prev_hash);
-    let _ = members.insert("seq", &header.seq);
-    let _ = members.insert("ts", header.ts);
     let mut line = Vec::with_capacity(1024);
-    payload.into().write_with(&members, "hash", &mut line);
-    let hash = sha256_hex(&line);
-    append_hash(&mut line, &hash);
-    line.push(b'\n');
+    let hash = seal_into(header, Body::Payload(payload.into()), &mut line)
+        .unwrap_or_else(|_| unreachable!("a payload always writes"));
     Sealed { line, hash }
+}
+
+/// Seals `body` into a record line appended to `line`; returns the record's hash. Like
+/// [`seal`], for bodies that are not a plain [`Payload`]. On error, `line` may hold part of
+/// the record after its old end.
+pub fn seal_into(
+    header: &Header<'_>,
+    body: Body,
+    line: &mut Vec<u8>,
+) -> Result<String, CanonicalError> {
+    // Header members replace payload members of the same name; none of these can fail.
+    let mut top = Payload::default();
+    let _ = top.insert("id", &record_id(header.host, header.seq));
+    let _ = top.insert("prev_hash", header.prev_hash);
+    let _ = top.insert("seq", &header.seq);
+    let _ = top.insert("ts", header.ts);
+    let start = line.len();
+    body.write_record(&top, OMITTED_KEY, line)?;
+    let hash = sha256_hex(&line[start..]);
+    append_hash(line, &hash);
+    line.push(b'\n');
+    Ok(hash)
 }
 
 /// The stable id of a record: `<host>:<seq>`.

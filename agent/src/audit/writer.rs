@@ -17,7 +17,8 @@ use super::event::{AuditEvent, Extra};
 use super::files::{self, AuditFile, Retention};
 use super::key::HostKey;
 use super::log::Sequencer;
-use super::record::{Header, Tip, seal};
+use super::record::{Header, Tip, seal_into};
+use super::shaped::Body;
 use super::{AuditError, checkpoint};
 
 /// Buffered bytes that trigger a write before the fsync tick.
@@ -32,7 +33,7 @@ pub(super) enum Msg {
     Event {
         seq: u64,
         at: SystemTime,
-        payload: Payload,
+        body: Body,
     },
     /// A checkpoint to write as record `seq`.
     Checkpoint {
@@ -209,8 +210,8 @@ impl Writer {
 
     /// Seals and writes an `Event` or `Checkpoint` message.
     fn record(&mut self, msg: Msg) -> Result<(), AuditError> {
-        let (seq, at, payload) = match msg {
-            Msg::Event { seq, at, payload } => (seq, at, payload),
+        let (seq, at, body) = match msg {
+            Msg::Event { seq, at, body } => (seq, at, body),
             Msg::Checkpoint { seq, reason, extra } => {
                 self.last_checkpoint = Instant::now();
                 let cp =
@@ -218,7 +219,7 @@ impl Writer {
                 (
                     seq,
                     SystemTime::now(),
-                    to_payload(&AuditEvent::Checkpoint(cp))?,
+                    Body::Payload(to_payload(&AuditEvent::Checkpoint(cp))?),
                 )
             }
             Msg::Flush(_) | Msg::Close => return Ok(()),
@@ -230,20 +231,29 @@ impl Writer {
             });
         }
         let ts = format_ts(at);
-        let sealed = seal(
-            &Header {
-                seq,
-                host: &self.host,
-                ts: &ts,
-                prev_hash: &self.tip.hash,
-            },
-            payload,
-        );
-        self.write_line(seq, &sealed.line)?;
-        self.tip = Tip {
+        let header = Header {
             seq,
-            hash: sealed.hash,
+            host: &self.host,
+            ts: &ts,
+            prev_hash: &self.tip.hash,
         };
+        // Sealed straight into the write buffer: the record is not copied again.
+        let start = self.buf.len();
+        let hash = match seal_into(&header, body, &mut self.buf) {
+            Ok(hash) => hash,
+            Err(error) => {
+                // The seq is taken: the chain gets a record saying what could not be written.
+                tracing::error!(%error, seq, "cannot encode an audit record; writing an encode_error record in its place");
+                self.buf.truncate(start);
+                let mut payload = Payload::default();
+                let _ = payload.insert("type", "encode_error");
+                let _ = payload.insert("error", &error.to_string());
+                seal_into(&header, Body::Payload(payload), &mut self.buf)
+                    .unwrap_or_else(|_| unreachable!("a payload always writes"))
+            }
+        };
+        self.buffered(seq, start)?;
+        self.tip = Tip { seq, hash };
         Ok(())
     }
 
@@ -279,22 +289,27 @@ impl Writer {
         })
     }
 
-    fn write_line(&mut self, seq: u64, line: &[u8]) -> Result<(), AuditError> {
+    /// Record `seq` was sealed into `buf` from `start`: rotates first if it does not belong
+    /// in the current file, and writes the buffer out once it is large.
+    fn buffered(&mut self, seq: u64, start: usize) -> Result<(), AuditError> {
+        let line_len = (self.buf.len() - start) as u64;
         let rotate = match &self.current {
             None => true,
             Some(c) => {
-                let size = c.bytes + self.buf.len() as u64;
+                let size = c.bytes + start as u64;
                 size > 0
-                    && (size + line.len() as u64 > self.rotate_max_bytes
+                    && (size + line_len > self.rotate_max_bytes
                         || c.opened
                             .elapsed()
                             .is_ok_and(|age| age >= self.rotate_max_age))
             }
         };
         if rotate {
+            // The records before this one go to the current file; this one starts the next.
+            let line = self.buf.split_off(start);
             self.rotate(seq)?;
+            self.buf.extend_from_slice(&line);
         }
-        self.buf.extend_from_slice(line);
         self.buffered_seq = seq;
         if self.buf.len() >= WRITE_THRESHOLD {
             self.write_buffer()?;

@@ -118,9 +118,9 @@ struct Publisher {
 
 impl Publisher {
     fn publish(&mut self, event: Event) {
-        match pipeline::audit_payload(&event) {
-            Some(Ok(payload)) => {
-                if let Err(e) = self.audit.append_payload(payload) {
+        match pipeline::audit_record(&event) {
+            Some(Ok(record)) => {
+                if let Err(e) = self.audit.append_record(record) {
                     error!(error = %e, "cannot append to the audit log");
                 }
             }
