@@ -400,19 +400,21 @@ rules:
         Some(String::from_utf8(out).expect("utf8"))
     }
 
+    const ALL_KINDS: [EventType; 9] = [
+        EventType::ConnectionBlocked,
+        EventType::SessionStart,
+        EventType::Statement,
+        EventType::SessionEnd,
+        EventType::KernelDrops,
+        EventType::ClusterAttached,
+        EventType::Hold,
+        EventType::Decision,
+        EventType::PolicyReload,
+    ];
+
     #[test]
     fn payloads_equal_the_typed_records_for_every_event_type() {
-        let kinds = [
-            EventType::ConnectionBlocked,
-            EventType::SessionStart,
-            EventType::Statement,
-            EventType::SessionEnd,
-            EventType::KernelDrops,
-            EventType::ClusterAttached,
-            EventType::Hold,
-            EventType::Decision,
-            EventType::PolicyReload,
-        ];
+        let kinds = ALL_KINDS;
         let full = Event {
             ts: "2026-11-24T00:00:00.000000001Z".into(),
             backend_pid: Some(4242),
@@ -473,17 +475,7 @@ rules:
 
     #[test]
     fn records_written_by_the_audit_writer_equal_the_payloads() {
-        let kinds = [
-            EventType::ConnectionBlocked,
-            EventType::SessionStart,
-            EventType::Statement,
-            EventType::SessionEnd,
-            EventType::KernelDrops,
-            EventType::ClusterAttached,
-            EventType::Hold,
-            EventType::Decision,
-            EventType::PolicyReload,
-        ];
+        let kinds = ALL_KINDS;
         let mut full = statement(77, "psql", "DROP TABLE t -- \"é\"\n");
         full.outcome = Some("deny".into());
         full.rule = Some("no-ddl".into());

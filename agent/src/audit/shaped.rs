@@ -219,8 +219,13 @@ pub(crate) fn write_shaped<T: Serialize + ?Sized>(
     omit: &str,
     out: &mut Vec<u8>,
 ) -> Result<(), CanonicalError> {
-    let keys: Vec<&'static str> = top
-        .ranges()
+    prepare_with(value, shape, &header_keys(top), omit)?.write_record(top, omit, out)
+}
+
+/// The `'static` names of `top`'s members, which must be header keys (tests).
+#[cfg(test)]
+fn header_keys(top: &Payload) -> Vec<&'static str> {
+    top.ranges()
         .map(|(k, _)| {
             HEADER_KEYS
                 .iter()
@@ -228,8 +233,7 @@ pub(crate) fn write_shaped<T: Serialize + ?Sized>(
                 .find(|h| *h == k)
                 .expect("a header key")
         })
-        .collect();
-    prepare_with(value, shape, &keys, omit)?.write_record(top, omit, out)
+        .collect()
 }
 
 /// Whether `value` is prepared in the single pass (tests: a value that silently took the
@@ -677,18 +681,8 @@ mod tests {
     /// `(streamed, bytes)`: whether the single pass wrote it, and what was written.
     fn shaped<T: Serialize>(value: &T, shape: &Shape, top: &Payload) -> (bool, String) {
         let mut out = b"prefix".to_vec();
-        let keys: Vec<&'static str> = top
-            .ranges()
-            .map(|(k, _)| {
-                HEADER_KEYS
-                    .iter()
-                    .copied()
-                    .find(|h| *h == k)
-                    .expect("header key")
-            })
-            .collect();
         let streamed = matches!(
-            prepare_with(value, shape, &keys, "hash"),
+            prepare_with(value, shape, &header_keys(top), "hash"),
             Ok(Body::Prepared(_))
         );
         write_shaped(value, shape, top, "hash", &mut out).expect("writes");
