@@ -13,7 +13,6 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use super::AuditError;
-use super::canonical::Payload;
 use super::config::AuditConfig;
 use super::event::{AuditEvent, Extra};
 use super::key::HostKey;
@@ -202,12 +201,6 @@ impl AuditLog {
         }
         let payload = to_payload(event)?;
         self.lock()?.push(Body::Payload(payload))
-    }
-
-    /// Appends a payload built by the caller (an object with a `type` member, see
-    /// [`Payload`]). Like [`AuditLog::append`].
-    pub fn append_payload(&self, payload: Payload) -> Result<u64, AuditError> {
-        self.append_record(Body::Payload(payload))
     }
 
     /// Appends a record body, e.g. one prepared where the event was made (see

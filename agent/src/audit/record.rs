@@ -127,7 +127,7 @@ pub fn seal_into(
     let _ = top.insert("seq", &header.seq);
     let _ = top.insert("ts", header.ts);
     let start = line.len();
-    body.write_record(&top, OMITTED_KEY, line)?;
+    body.write_record(&top, line)?;
     let hash = sha256_hex(&line[start..]);
     append_hash(line, &hash);
     line.push(b'\n');

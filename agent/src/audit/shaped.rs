@@ -84,12 +84,6 @@ pub enum Body {
     Prepared(Prepared),
 }
 
-impl From<Payload> for Body {
-    fn from(payload: Payload) -> Self {
-        Self::Payload(payload)
-    }
-}
-
 /// A record written but for its header members (see the module documentation).
 #[derive(Debug)]
 pub struct Prepared {
@@ -116,7 +110,7 @@ impl Body {
         value: &T,
         shape: &Shape,
     ) -> Result<Self, CanonicalError> {
-        prepare_with(value, shape, &HEADER_KEYS, OMITTED_KEY)
+        prepare_with(value, shape, &ALL_SLOTS)
     }
 
     /// The record's `type`, if it has one (and it is plain text).
@@ -133,17 +127,12 @@ impl Body {
     }
 
     /// Appends the canonical JSON of the record with `top`'s members (the header) and without
-    /// a member named `omit`. A prepared body needs `top` to hold exactly the members it has
-    /// slots for, and was prepared without `omit`.
-    pub fn write_record(
-        self,
-        top: &Payload,
-        omit: &str,
-        out: &mut Vec<u8>,
-    ) -> Result<(), CanonicalError> {
+    /// a member named [`OMITTED_KEY`]. A prepared body needs `top` to hold exactly the members
+    /// it has slots for.
+    pub fn write_record(self, top: &Payload, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
         let prepared = match self {
             Self::Payload(payload) => {
-                payload.write_with(top, omit, out);
+                payload.write_with(top, OMITTED_KEY, out);
                 return Ok(());
             }
             Self::Prepared(prepared) => prepared,
@@ -177,15 +166,18 @@ impl Body {
     }
 }
 
-/// [`Body::prepare`] for header members `slots` (sorted) and without member `omit`.
+/// Every header member: the slots of a record the log writes.
+const ALL_SLOTS: [u8; MAX_SLOTS] = [0, 1, 2, 3];
+
+/// [`Body::prepare`] for the header members `HEADER_KEYS[i]` for `i` in `slots` (ascending,
+/// so in key order: `HEADER_KEYS` is).
 fn prepare_with<T: Serialize + ?Sized>(
     value: &T,
     shape: &Shape,
-    slots: &[&'static str],
-    omit: &str,
+    slots: &[u8],
 ) -> Result<Body, CanonicalError> {
-    let sorted = slots.iter().all(|k| HEADER_KEYS.contains(k))
-        && slots.is_sorted_by(|a, b| key_order(a, b).is_lt())
+    let sorted = slots.is_sorted_by(|a, b| a < b)
+        && slots.last().is_none_or(|i| usize::from(*i) < MAX_SLOTS)
         && shape.defaults.is_sorted();
     if sorted {
         let mut prepared = Prepared {
@@ -198,7 +190,6 @@ fn prepare_with<T: Serialize + ?Sized>(
             out: &mut prepared,
             shape,
             slots,
-            omit,
         });
         if let Ok(true) = streamed {
             return Ok(Body::Prepared(prepared));
@@ -209,29 +200,25 @@ fn prepare_with<T: Serialize + ?Sized>(
 
 /// Appends the canonical JSON of `value` (an object) shaped by `shape`, with `top`'s members
 /// (header members, named as in [`HEADER_KEYS`]) replacing members of the same name and
-/// without a member named `omit`: the bytes of
-/// `shape.apply(Payload::from_serialize(value)?).write_with(top, omit, out)`.
+/// without a member named [`OMITTED_KEY`]: the bytes of
+/// `shape.apply(Payload::from_serialize(value)?).write_with(top, OMITTED_KEY, out)`.
 #[cfg(test)]
 pub(crate) fn write_shaped<T: Serialize + ?Sized>(
     value: &T,
     shape: &Shape,
     top: &Payload,
-    omit: &str,
     out: &mut Vec<u8>,
 ) -> Result<(), CanonicalError> {
-    prepare_with(value, shape, &header_keys(top), omit)?.write_record(top, omit, out)
+    prepare_with(value, shape, &header_slots(top))?.write_record(top, out)
 }
 
-/// The `'static` names of `top`'s members, which must be header keys (tests).
+/// The slots of `top`'s members, which must be header keys (tests).
 #[cfg(test)]
-fn header_keys(top: &Payload) -> Vec<&'static str> {
+fn header_slots(top: &Payload) -> Vec<u8> {
     top.ranges()
         .map(|(k, _)| {
-            HEADER_KEYS
-                .iter()
-                .copied()
-                .find(|h| *h == k)
-                .expect("a header key")
+            let i = HEADER_KEYS.iter().position(|h| *h == k);
+            u8::try_from(i.expect("a header key")).expect("few header keys")
         })
         .collect()
 }
@@ -246,8 +233,8 @@ pub(crate) fn is_streamed<T: Serialize + ?Sized>(value: &T, shape: &Shape) -> bo
 /// Where a member waiting for its place in the output comes from.
 #[derive(Clone, Copy)]
 enum Source {
-    /// The header: a slot, replacing the value's member of that name.
-    Slot,
+    /// The header: the slot for `HEADER_KEYS[i]`, replacing the value's member of that name.
+    Slot(u8),
     /// A default: yields to the value's member of that name.
     Default,
     /// A renamed member of the value, its bytes in `Members::renamed`.
@@ -265,8 +252,7 @@ struct Waiting<'a> {
 struct Start<'a, 'o> {
     out: &'o mut Prepared,
     shape: &'a Shape,
-    slots: &'a [&'static str],
-    omit: &'a str,
+    slots: &'a [u8],
 }
 
 /// The members of the top-level struct, written as they arrive. `Ok(false)` from `end` (and
@@ -274,7 +260,6 @@ struct Start<'a, 'o> {
 struct Members<'a, 'o> {
     out: &'o mut Prepared,
     shape: &'a Shape,
-    omit: &'a str,
     /// Header slots, defaults and renamed members, in key order; `next` is the first not
     /// yet written or dropped.
     waiting: Vec<Waiting<'a>>,
@@ -288,24 +273,22 @@ struct Members<'a, 'o> {
 
 impl<'a, 'o> Members<'a, 'o> {
     fn new(start: Start<'a, 'o>) -> Self {
-        let Start {
-            out,
-            shape,
-            slots,
-            omit,
-        } = start;
+        let Start { out, shape, slots } = start;
         let mut waiting: Vec<Waiting<'a>> = Vec::with_capacity(12);
-        let mut t = slots.iter().map(|k| (*k, 0..0)).peekable();
+        let mut t = slots
+            .iter()
+            .map(|i| (HEADER_KEYS[usize::from(*i)], 0..0, Source::Slot(*i)))
+            .peekable();
         let mut d = shape.defaults.ranges().peekable();
         loop {
             let order = match (t.peek(), d.peek()) {
                 (None, None) => break,
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some((a, _)), Some((b, _))) => key_order(a, b),
+                (Some((a, ..)), Some((b, _))) => key_order(a, b),
             };
             if let (Some((key, _)), Ordering::Greater) = (d.peek(), order)
-                && *key == omit
+                && *key == OMITTED_KEY
             {
                 d.next();
                 continue;
@@ -316,7 +299,7 @@ impl<'a, 'o> Members<'a, 'o> {
             }
             let (key, bytes, source) = match order {
                 Ordering::Greater => d.next().map(|(k, r)| (k, r, Source::Default)),
-                _ => t.next().map(|(k, r)| (k, r, Source::Slot)),
+                _ => t.next(),
             }
             .expect("peeked");
             waiting.push(Waiting { key, bytes, source });
@@ -325,7 +308,6 @@ impl<'a, 'o> Members<'a, 'o> {
         Self {
             out,
             shape,
-            omit,
             waiting,
             next: 0,
             renamed: Vec::new(),
@@ -339,15 +321,10 @@ impl<'a, 'o> Members<'a, 'o> {
         let w = &self.waiting[self.next];
         let comma = self.last.is_some();
         let from: &[u8] = match w.source {
-            Source::Slot => {
+            Source::Slot(key) => {
                 self.out.slots[self.out.filled] = Slot {
                     at: self.out.bytes.len(),
-                    // `prepare_with` takes only header keys as slots.
-                    key: HEADER_KEYS
-                        .iter()
-                        .position(|k| *k == w.key)
-                        .and_then(|i| u8::try_from(i).ok())
-                        .unwrap_or_default(),
+                    key,
                     comma,
                 };
                 self.out.filled += 1;
@@ -384,7 +361,7 @@ impl<'a, 'o> Members<'a, 'o> {
         to: &'static str,
         value: &T,
     ) -> Result<(), CanonicalError> {
-        if to == self.omit {
+        if to == OMITTED_KEY {
             return Ok(());
         }
         if self.last.is_some_and(|last| key_order(to, last).is_le()) {
@@ -409,7 +386,7 @@ impl<'a, 'o> Members<'a, 'o> {
             None => self.waiting.insert(at, renamed),
             Some(Source::Default) => self.waiting[at] = renamed,
             // A header member of that name wins.
-            Some(Source::Slot) => {}
+            Some(Source::Slot(_)) => {}
             // Two members renamed to one name: the Payload path keeps the last.
             Some(Source::Renamed) => self.unordered = true,
         }
@@ -427,7 +404,7 @@ impl<'a, 'o> Members<'a, 'o> {
         if let Some(to) = self.shape.renamed(key) {
             return self.rename(to, value);
         }
-        if key == self.omit {
+        if key == OMITTED_KEY {
             return Ok(());
         }
         if self.shape.is_rename_target(key) || self.last.is_some_and(|l| key_order(key, l).is_le())
@@ -440,7 +417,7 @@ impl<'a, 'o> Members<'a, 'o> {
             && w.key == key
         {
             match w.source {
-                Source::Slot => {
+                Source::Slot(_) => {
                     self.write_waiting();
                     return Ok(());
                 }
@@ -682,10 +659,10 @@ mod tests {
     fn shaped<T: Serialize>(value: &T, shape: &Shape, top: &Payload) -> (bool, String) {
         let mut out = b"prefix".to_vec();
         let streamed = matches!(
-            prepare_with(value, shape, &header_keys(top), "hash"),
+            prepare_with(value, shape, &header_slots(top)),
             Ok(Body::Prepared(_))
         );
-        write_shaped(value, shape, top, "hash", &mut out).expect("writes");
+        write_shaped(value, shape, top, &mut out).expect("writes");
         let text = String::from_utf8(out).expect("utf8");
         let text = text.strip_prefix("prefix").expect("appends").to_owned();
         (streamed, text)
@@ -744,15 +721,21 @@ mod tests {
         let mut partial = Payload::default();
         partial.insert("id", "h:1").expect("str");
         let err = body
-            .write_record(&partial, "hash", &mut Vec::new())
+            .write_record(&partial, &mut Vec::new())
             .expect_err("a header without seq, ts and prev_hash");
         assert!(err.to_string().contains("4 header slots"), "{err}");
     }
 
     #[test]
+    fn the_header_slots_are_every_header_key_in_key_order() {
+        assert!(HEADER_KEYS.is_sorted_by(|a, b| key_order(a, b).is_lt()));
+        assert_eq!(header_slots(&header()), ALL_SLOTS);
+    }
+
+    #[test]
     fn non_objects_are_refused_as_the_payload_path_refuses_them() {
         let mut out = Vec::new();
-        let err = write_shaped(&5u32, &statement_shape(), &header(), "hash", &mut out)
+        let err = write_shaped(&5u32, &statement_shape(), &header(), &mut out)
             .expect_err("not an object");
         assert!(err.to_string().contains("JSON object"), "{err}");
     }
