@@ -66,8 +66,14 @@ impl Endpoint {
         Self { runtime }
     }
 
+    /// Stops the endpoint and waits until it has: a request it was handling may still
+    /// complete (stored, its answer lost), but nothing is stored once this returns.
     fn kill(self) {
-        self.runtime.shutdown_background();
+        // Shutting a runtime down waits for its workers, which cannot be done on a thread
+        // of the test's own runtime.
+        std::thread::spawn(move || self.runtime.shutdown_timeout(Duration::from_secs(10)))
+            .join()
+            .expect("endpoint shut down");
     }
 }
 
